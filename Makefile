@@ -1,0 +1,31 @@
+# Quick start on a fresh machine with only Python and pip:
+#   make demo    set up .venv and run the main job on embedded data
+#   make test    set up .venv and run the tests
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch. A bare `torch` (or an open range) pulls gigabytes of CUDA packages.
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.textlab-installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	TEXTLAB_RUNS=$${TEXTLAB_RUNS:-runs} bash scripts/demo.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,147 @@
+"""A minimal third-party textlab plugin: task `toy`, one model, one dataset, one metric.
+
+The task: is the sum of a sequence of small integers positive? A linear model over token
+embeddings learns it in a few dozen steps on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Annotated
+
+import textlab
+from textlab import Option
+
+__version__ = "0.3.1"
+
+
+@dataclass
+class LinearConfig:
+    vocab_size: int = 21
+    dim: int = 8
+
+
+def build_linear(config: LinearConfig, vocab):
+    import torch
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(config.vocab_size, config.dim)
+            self.out = torch.nn.Linear(config.dim, 2)
+
+        def forward(self, x):
+            return self.out(self.emb(x).mean(1))
+
+    return Linear()
+
+
+def make_data(n: int, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 21, (n, 6), generator=g)
+    y = ((x - 10).sum(1) > 0).long()
+    return x, y
+
+
+def load_sample(split: str, n: int = 256):
+    return make_data(n, {"train": 1, "valid": 2, "test": 3}[split])
+
+
+def train(
+    run: textlab.Run,
+    *,
+    model: Annotated[str, Option(help="Which registered model.")] = "linear",
+    data: Annotated[str, Option(help="'sample' (the only source of this toy).")] = "sample",
+    steps: Annotated[int, Option(min=1, help="Optimizer steps.")] = 40,
+    epochs: Annotated[int, Option(min=1, help="Passes over the data.")] = 100,
+    lr: Annotated[float, Option(help="Learning rate.")] = 0.1,
+    batch_size: Annotated[int, Option(help="Examples per step.")] = 32,
+    step_delay: Annotated[float, Option(help="Sleep per step (tests of Ctrl-C).")] = 0.0,
+    fail: Annotated[bool, Option(help="Raise a data error before training (tests).")] = False,
+) -> dict:
+    """Train the toy classifier."""
+    import time
+
+    import torch
+
+    if fail:
+        raise textlab.DataError("toy data is malformed (asked for with --fail)")
+    source = textlab.resolve("toy", data)
+    if source.kind != "registered":
+        raise textlab.DataError(f"toy only knows --data sample, not {data!r}")
+    x, y = source.spec.load("train")
+    vx, vy = source.spec.load("valid")
+    spec = textlab.registry().model("toy", model)
+    config = textlab.make_config(spec.config, {})
+    net = spec.build(config, None)
+    optim = torch.optim.SGD(net.parameters(), lr=lr)
+
+    def batches(epoch):
+        g = torch.Generator().manual_seed(run.seed * 1000 + epoch)
+        order = torch.randperm(len(x), generator=g)
+        idx = textlab.distributed.shard(order)
+        return [idx[i:i + batch_size] for i in range(0, len(idx) - batch_size + 1, batch_size)]
+
+    def step(net, idx):
+        if step_delay:
+            time.sleep(step_delay)
+        logits = net(x[idx])
+        loss = torch.nn.functional.cross_entropy(logits, y[idx])
+        return {"loss": loss, "n": len(idx), "accuracy": (logits.argmax(1) == y[idx]).float().mean()}
+
+    def evaluate(net):
+        logits = net(vx)
+        return {"loss": torch.nn.functional.cross_entropy(logits, vy), "accuracy": (logits.argmax(1) == vy).float().mean()}
+
+    result = textlab.fit(run, net, optim, batches=batches, step=step, evaluate=evaluate,
+                         meta={"model": model, "config": config, "vocab": None},
+                         epochs=epochs, max_steps=steps, eval_every=10, monitor="valid/accuracy")
+    out = os.environ.get("TOY_RANK_OUT")
+    if out:  # tests: each rank writes a digest of its weights outside the run directory
+        import hashlib
+
+        digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in net.parameters())).hexdigest()
+        with open(os.path.join(out, f"rank{textlab.distributed.rank()}.txt"), "w") as fh:
+            fh.write(digest)
+    return {"steps": result.step, "best": result.best}
+
+
+def evaluate(
+    artifact: textlab.Artifact,
+    *,
+    split: Annotated[str, Option(help="train, valid or test.")] = "test",
+) -> dict:
+    """Accuracy of a toy checkpoint on a split of the sample."""
+    import torch
+
+    net = artifact.build_model()
+    x, y = load_sample(split)
+    with torch.no_grad():
+        acc = (net(x).argmax(1) == y).float().mean().item()
+    textlab.show(f"toy accuracy on {split}: {acc:.3f}")
+    return {"split": split, "accuracy": acc}
+
+
+@textlab.hookimpl
+def textlab_tasks():
+    return [textlab.TaskSpec(name="toy", help="Toy: is the sum positive? (a third-party example)",
+                             verbs={"train": train, "eval": evaluate}, monitor="valid/accuracy")]
+
+
+@textlab.hookimpl
+def textlab_models():
+    return [textlab.ModelSpec(task="toy", name="linear", config=LinearConfig, build=build_linear,
+                              help="mean of embeddings -> linear")]
+
+
+@textlab.hookimpl
+def textlab_datasets():
+    return [textlab.DatasetSpec(task="toy", name="sample", load=load_sample, help="256 generated sequences per split")]
+
+
+@textlab.hookimpl
+def textlab_metrics():
+    return [textlab.MetricSpec(name="toy_margin", higher_is_better=True, help="an example metric", task="toy")]

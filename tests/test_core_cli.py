@@ -1,0 +1,202 @@
+"""The command line end to end, through the toy plugin installed as a real distribution."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_textlab
+
+
+def only_run(root: Path, task: str = "toy") -> Path:
+    runs = sorted((root / task).iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_help_lists_verbs_and_the_third_party_task(cli, toy):
+    res = cli("--help")
+    assert res.code == 0
+    for verb in ("prep", "vocab", "pairs", "train", "eval", "neighbors", "generate", "analyze", "plugins", "runs"):
+        assert verb in res.out
+    assert "toy" in res.out and "is the sum positive" in res.out
+    res = cli("train", "toy", "--help")
+    assert res.code == 0
+    assert "--steps" in res.out and "--sweep" in res.out and "--resume" in res.out
+
+
+def test_version_and_bare_command(cli):
+    assert cli("--version").out.strip().startswith("textlab ")
+    res = cli()
+    assert res.code == 0 and "Usage" in res.out
+
+
+def test_plugins_lists_version_and_registrations(cli, toy):
+    res = cli("plugins", "--json")
+    assert res.code == 0
+    info = {p["name"]: p for p in json.loads(res.out)}
+    assert info["toy"]["version"] == "0.3.1"
+    assert info["toy"]["distribution"] == "textlab-toy"
+    assert info["toy"]["status"] == "ok"
+    assert info["toy"]["registers"] == {"tasks": ["toy"], "models": ["toy/linear"], "datasets": ["toy/sample"],
+                                        "metrics": ["toy/toy_margin"]}
+    assert "csv" in info["textlab"]["registers"]["loggers"]
+    table = cli("plugins").out
+    assert "toy" in table and "0.3.1" in table
+
+
+def test_train_writes_the_run_layout(cli, toy, tmp_path):
+    res = cli("train", "toy", "--steps", "20", "--seed", "3", "--logger", "csv")
+    assert res.code == 0, res.err
+    run = only_run(tmp_path / "runs")
+    assert run.name.endswith("-linear")
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["task"] == "toy" and info["model"] == "linear"
+    assert info["seed"] == 3 and info["torch_version"] and info["start"] and info["end"]
+    assert info["best"]["metric"] == "valid/accuracy"
+    config = json.loads((run / "config.json").read_text())
+    assert config["steps"] == 20 and config["lr"] == 0.1 and config["seed"] == 3
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records and all(set(r) == {"step", "epoch", "split", "name", "value", "time"} for r in records)
+    assert {r["split"] for r in records} == {"train", "valid"}
+    assert (run / "checkpoints" / "last.pt").exists() and (run / "checkpoints" / "best.pt").exists()
+    csv_lines = (run / "metrics.csv").read_text().splitlines()
+    assert csv_lines[0] == "step,epoch,split,name,value,time" and len(csv_lines) == len(records) + 1
+
+
+def test_eval_routes_a_run_dir_or_checkpoint_to_its_task(cli, toy, tmp_path):
+    assert cli("train", "toy", "--steps", "30").code == 0
+    run = only_run(tmp_path / "runs")
+    res = cli("eval", run, "--split", "valid", "--json")
+    assert res.code == 0, res.err
+    data = json.loads(res.out)
+    assert data["split"] == "valid" and 0 <= data["accuracy"] <= 1
+    res = cli("eval", run / "checkpoints" / "last.pt")
+    assert res.code == 0 and "toy accuracy on test" in res.out
+    # the task's options are validated, and the task's --help is reachable through the artifact
+    res = cli("eval", run, "--nonsense")
+    assert res.code == 2 and len(res.err_lines) == 1 and "--nonsense" in res.err
+    res = cli("eval", run, "--help")
+    assert res.code == 0 and "--split" in res.out
+
+
+def test_runs_and_analyze(cli, toy, tmp_path):
+    assert cli("train", "toy", "--steps", "20", "--name", "a").code == 0
+    assert cli("train", "toy", "--steps", "20", "--lr", "0.5", "--name", "b").code == 0
+    res = cli("runs", "--json")
+    rows = json.loads(res.out)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"finished"}
+    assert "finished" in cli("runs").out
+    runs = sorted((tmp_path / "runs" / "toy").iterdir())
+    res = cli("analyze", *runs)
+    assert res.code == 0, res.err
+    assert "valid" in res.out and "accuracy" in res.out and runs[1].name in res.out
+    assert (runs[0] / "plots" / "accuracy.png").stat().st_size > 1000
+    assert (runs[0] / "plots" / "learning_curves.png").exists()
+    out = tmp_path / "cmp"
+    res = cli("analyze", tmp_path / "runs" / "toy", "--out", out, "--json")
+    data = json.loads(res.out)
+    assert len(data["runs"]) == 2 and any(p.endswith("loss.png") for p in data["plots"])
+    assert (out / "loss.png").exists()
+
+
+def test_sweep_makes_one_run_per_value_then_compares(cli, toy, tmp_path):
+    res = cli("train", "toy", "--steps", "10", "--sweep", "lr=0.05,0.2", "--json")
+    assert res.code == 0, res.err
+    data = json.loads(res.out)
+    assert [s["values"] for s in data["sweep"]] == [{"lr": "0.05"}, {"lr": "0.2"}]
+    runs = sorted((tmp_path / "runs" / "toy").iterdir())
+    assert len(runs) == 2
+    assert sorted(json.loads((r / "config.json").read_text())["lr"] for r in runs) == [0.05, 0.2]
+    assert all("lr=" in r.name for r in runs)
+    assert data["comparison"]["metrics"]
+    res = cli("train", "toy", "--sweep", "nosuch=1,2")
+    assert res.code == 2 and "nosuch" in res.err and len(res.err_lines) == 1
+
+
+def test_resume_continues_exactly(cli, toy, tmp_path):
+    import torch
+
+    assert cli("train", "toy", "--steps", "20", "--name", "split").code == 0
+    first = only_run(tmp_path / "runs")
+    res = cli("train", "--resume", first, "--steps", "50")
+    assert res.code == 0, res.err
+    assert cli("train", "toy", "--steps", "50", "--name", "straight").code == 0
+    straight = next(p for p in (tmp_path / "runs" / "toy").iterdir() if p.name.endswith("straight"))
+    a = torch.load(first / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    assert a["train_state"]["loop"]["step"] == b["train_state"]["loop"]["step"] == 50
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    info = json.loads((first / "run.json").read_text())
+    assert info["status"] == "finished" and info["resumes"][0]["changed"] == {"steps": 50}
+    steps = [json.loads(line)["step"] for line in (first / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 50 and steps == sorted(steps)
+    # resuming with the task named explicitly works too, and a finished run does no extra step
+    assert cli("train", "toy", "--resume", first).code == 0
+    assert torch.load(first / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"] == 50
+
+
+def test_ctrl_c_saves_last_and_marks_interrupted(toy_env, tmp_path):
+    runs = tmp_path / "runs"
+    env = dict(toy_env, TEXTLAB_RUNS=str(runs))
+    proc = subprocess.Popen([sys.executable, "-m", "textlab", "train", "toy", "--steps", "400", "--step-delay", "0.05"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        metrics = list(runs.glob("toy/*/metrics.jsonl"))
+        if metrics and metrics[0].stat().st_size > 0:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    run = only_run(runs)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    import torch
+
+    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"]
+    assert 0 < step < 400
+    done = run_textlab(["train", "--resume", run, "--step-delay", "0"], env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"] == 400
+
+
+def test_bad_input_is_one_line_and_leaves_nothing_half_written(cli, toy, tmp_path):
+    cases = [
+        (("train", "nosuchtask"), 2, "unknown task 'nosuchtask'"),
+        (("train", "tyo"), 2, "did you mean 'toy'"),
+        (("pairs", "toy"), 2, "task 'toy' does not support 'pairs'"),
+        (("train", "toy", "--nosuch"), 2, "No such option"),
+        (("train", "toy", "--steps", "zero"), 2, "--steps"),
+        (("train", "toy", "--model", "cnn"), 2, "cnn"),
+        (("train", "toy", "--data", "missing.csv"), 2, "no such file"),
+        (("train", "toy", "--fail"), 2, "malformed"),
+        (("train", "toy", "--logger", "nosuch"), 2, "unknown logger"),
+        (("eval", "runs/toy/nope"), 1, "no such run directory or checkpoint"),
+        (("train", "--resume", "nope"), 2, "no such run directory"),
+        (("analyze", "nope"), 2, "no such run directory"),
+        (("nosuchverb",), 2, "No such command"),
+    ]
+    for args, code, text in cases:
+        res = cli(*args)
+        assert res.code == code, (args, res.err)
+        assert len(res.err_lines) == 1, (args, res.err)
+        assert text in res.err, (args, res.err)
+        assert "Traceback" not in res.err
+    assert not (tmp_path / "runs" / "toy").exists() or not any((tmp_path / "runs" / "toy").iterdir())
+
+
+def test_python_dash_m_works(toy_env):
+    proc = run_textlab(["plugins", "--json"], env=toy_env)
+    assert proc.returncode == 0
+    assert "toy" in {p["name"] for p in json.loads(proc.stdout)}

@@ -1,0 +1,203 @@
+"""Checkpoints: one `.pt` file of tensors and plain values, enough on its own for every verb.
+
+Layout of the dict inside::
+
+    format: "textlab.checkpoint"   version: 1
+    task, model: str               config: dict (the model's config dataclass as a dict)
+    vocab: anything plain (usually Vocab.to_dict())
+    state_dict: {name: tensor}     extra: dict (task-specific plain values and tensors)
+    train_state: dict | None       (optimizer, scheduler, step, epoch, RNG...: only in last.pt)
+    textlab_version: str
+
+Files are written to a temporary name and renamed. Loading uses
+`torch.load(..., weights_only=True)`, which refuses to run code, and refuses any file that is
+not ours with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError, UsageError
+
+FORMAT = "textlab.checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: Any, state_dict: dict,
+                    vocab: Any = None, extra: dict | None = None, train_state: dict | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file + rename)."""
+    import torch
+
+    from . import __version__
+    from .specs import config_to_dict
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "textlab_version": __version__,
+        "task": task,
+        "model": model,
+        "config": config_to_dict(config),
+        "vocab": vocab,
+        "state_dict": {k: v.detach().cpu() if hasattr(v, "detach") else v for k, v in state_dict.items()},
+        "extra": extra or {},
+        "train_state": train_state,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and validate a textlab checkpoint; never executes code from the file."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Weights only load failed" in text or "weights_only" in text:
+            raise CheckpointError(
+                f"refusing to load {path}: it is not a textlab checkpoint (it holds Python objects that could run code)"
+            ) from None
+        raise CheckpointError(f"{path} is not a textlab checkpoint (unreadable: {_first_line(exc)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path} is corrupt or truncated ({_first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever else torch raises on foreign bytes
+        raise CheckpointError(f"{path} is not a textlab checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a textlab checkpoint (no textlab format tag)")
+    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+        raise CheckpointError(f"{path} was written by a newer textlab (format version {data.get('version')}); upgrade textlab")
+    for key in ("task", "model", "state_dict"):
+        if key not in data:
+            raise CheckpointError(f"{path} is missing {key!r}: corrupt or not a textlab checkpoint")
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+@dataclass
+class Artifact:
+    """What artifact-first verbs (eval, neighbors, generate...) receive: a loaded checkpoint.
+
+    `run_dir` is set when the user passed a run directory (or a checkpoint inside one); results
+    then go to `run_dir/eval`, `run_dir/plots`, `run_dir/outputs`. Otherwise they go beside the
+    checkpoint (`output_dir`).
+    """
+
+    path: Path
+    data: dict
+    run_dir: Path | None = None
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def task(self) -> str:
+        return self.data["task"]
+
+    @property
+    def model_name(self) -> str:
+        return self.data["model"]
+
+    @property
+    def config(self) -> dict:
+        return self.data.get("config") or {}
+
+    @property
+    def vocab(self) -> Any:
+        return self.data.get("vocab")
+
+    @property
+    def extra(self) -> dict:
+        return self.data.get("extra") or {}
+
+    @property
+    def state_dict(self) -> dict:
+        return self.data["state_dict"]
+
+    def model_config(self) -> Any:
+        """The model's config dataclass, rebuilt from the checkpoint."""
+        from .plugins import registry
+        from .specs import config_from_dict
+
+        return config_from_dict(self._model_spec().config, self.config)
+
+    def _model_spec(self) -> Any:
+        from .plugins import registry
+
+        try:
+            return registry().model(self.task, self.model_name)
+        except UsageError:
+            raise CheckpointError(
+                f"{self.path} needs model {self.model_name!r} of task {self.task!r}, which no installed plugin provides"
+            ) from None
+
+    def build_model(self, device: Any = "cpu") -> Any:
+        """Build the registered model from the stored config and vocabulary and load the weights."""
+        if self._model is None:
+            spec = self._model_spec()
+            model = spec.build(self.model_config(), self.vocab)
+            try:
+                model.load_state_dict(self.state_dict)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{self.path}: weights do not fit model {self.model_name!r} ({_first_line(exc)})") from None
+            model.eval()
+            self._model = model
+        return self._model.to(device)
+
+    def output_dir(self, kind: str = "eval") -> Path:
+        """Where a verb writes its results: `<run>/<kind>` or `<checkpoint dir>/<stem>-<kind>`."""
+        base = (self.run_dir / kind) if self.run_dir else (self.path.parent / f"{self.path.stem}-{kind}")
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+
+
+def open_artifact(target: str | os.PathLike, *, which: str = "best") -> Artifact:
+    """A run directory, a run name under the runs root, or a checkpoint file -> Artifact."""
+    from .runs import find_run, runs_root
+
+    path = Path(target).expanduser()
+    if not path.exists():
+        found = find_run(str(target))
+        if found is None:
+            raise CheckpointError(f"no such run directory or checkpoint: {target}",
+                                  hint=f"runs are under {runs_root()}; see 'textlab runs'")
+        path = found
+    run_dir = None
+    if path.is_dir():
+        if not (path / "run.json").exists() and not (path / "checkpoints").is_dir():
+            raise CheckpointError(f"{path} is not a run directory (no run.json)")
+        run_dir = path
+        order = ["best.pt", "last.pt"] if which == "best" else ["last.pt", "best.pt"]
+        ckpt = next((path / "checkpoints" / n for n in order if (path / "checkpoints" / n).exists()), None)
+        if ckpt is None:
+            raise CheckpointError(f"run {path} has no checkpoint yet (checkpoints/best.pt or last.pt)")
+    else:
+        ckpt = path
+        if path.parent.name == "checkpoints" and (path.parent.parent / "run.json").exists():
+            run_dir = path.parent.parent
+    return Artifact(ckpt, load_checkpoint(ckpt), run_dir)

@@ -1,0 +1,324 @@
+"""Data sources, local readers, the Hugging Face hub, and the cache.
+
+`--data` takes one of:
+  * the name of a dataset a plugin registered for the task (`sample`, `ag_news`, ...),
+  * a local file or folder (parquet, csv, tsv, jsonl, json, txt; any of them gzipped),
+  * a Hugging Face dataset name, optionally `name:config` (users are online; offline it fails
+    in one line that says how to pass local files).
+
+Prepared data is cached under `textlab_home()` (`TEXTLAB_HOME`, else the platform's user cache
+folder), keyed by a fingerprint of the source and the options, so a second run reuses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import DataError
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
+TEXT_SUFFIXES = (".txt", ".text", ".raw", ".tokens")
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TEXTLAB_OFFLINE")
+
+
+# ---------------------------------------------------------------------------- places
+def textlab_home() -> Path:
+    """Root of textlab's cache: `TEXTLAB_HOME`, else the platform's user cache folder."""
+    env = os.environ.get("TEXTLAB_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_path("textlab"))
+
+
+def cache_dir(task: str, kind: str, key: str | None = None) -> Path:
+    """`<home>/<task>/<kind>[/<key>]`, created."""
+    path = textlab_home() / task / kind
+    if key:
+        path = path / key
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fingerprint(*parts: Any, length: int = 16) -> str:
+    """A short stable hash of plain values and files (path, size and mtime of each file).
+
+    Paths are hashed by what they point to, so moving a source invalidates nothing by accident
+    and editing it invalidates its cache.
+    """
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, Path):
+            p = obj.expanduser().resolve()
+            if p.is_dir():
+                for f in sorted(x for x in p.rglob("*") if x.is_file()):
+                    st = f.stat()
+                    h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns};".encode())
+            elif p.exists():
+                st = p.stat()
+                h.update(f"{p}:{st.st_size}:{st.st_mtime_ns};".encode())
+            else:
+                h.update(f"{p}:missing;".encode())
+        elif isinstance(obj, (list, tuple)):
+            h.update(b"[")
+            for x in obj:
+                feed(x)
+            h.update(b"]")
+        elif isinstance(obj, dict):
+            feed(sorted(obj.items(), key=lambda kv: str(kv[0])))
+        else:
+            h.update(json.dumps(obj, sort_keys=True, default=str).encode())
+            h.update(b";")
+
+    for part in parts:
+        feed(part)
+    return h.hexdigest()[:length]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+    """Write to a temporary file beside `path` and rename it into place when done.
+
+    A crash or Ctrl-C leaves the old file (or none), never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically, pretty and UTF-8 (Cyrillic stays readable)."""
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Read JSON, turning a missing or malformed file into one clear DataError."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what} not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- sources
+@dataclass(frozen=True)
+class Source:
+    """What `--data` named: a registered dataset, a local path, or a hub dataset."""
+
+    kind: str  # "registered" | "local" | "hub"
+    ref: str
+    path: Path | None = None
+    spec: Any = None  # DatasetSpec for kind == "registered"
+    config: str | None = None  # hub config (the part after ':')
+
+    def describe(self) -> str:
+        if self.kind == "local":
+            return str(self.path)
+        if self.kind == "hub":
+            return f"hf:{self.ref}" + (f":{self.config}" if self.config else "")
+        return self.ref
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.kind, self.ref, self.config, self.path if self.path else None)
+
+
+def resolve(task: str, data: str) -> Source:
+    """Decide what `--data VALUE` means for `task` (see the module docstring)."""
+    from .plugins import registry
+
+    if not data:
+        raise DataError("--data is empty", hint="pass a dataset name, a local path or 'sample'")
+    spec = registry().dataset(task, data)
+    if spec is not None:
+        return Source("registered", data, spec=spec)
+    path = Path(data).expanduser()
+    if path.exists():
+        return Source("local", data, path=path)
+    looks_like_path = data.startswith((".", "/", "~")) or os.sep in data or Path(data).suffix.lower().lstrip(".") in {
+        s.lstrip(".") for s in TABLE_SUFFIXES + TEXT_SUFFIXES + (".gz",)
+    }
+    if looks_like_path and ":" not in data.split(os.sep)[0]:
+        raise DataError(f"no such file or folder: {data}")
+    name, _, config = data.partition(":")
+    return Source("hub", name, config=config or None)
+
+
+def split_files(folder: Path, split: str, suffixes: Iterable[str] = TABLE_SUFFIXES + TEXT_SUFFIXES) -> list[Path]:
+    """Files in `folder` for one split: `train.parquet`, `train-0000-of-0002.parquet`, `wiki.train.txt.gz`..."""
+    aliases = {"valid": ("valid", "validation", "val", "dev"), "test": ("test",), "train": ("train",)}.get(split, (split,))
+    found = []
+    for f in sorted(folder.iterdir()):
+        if not f.is_file() or not _has_suffix(f, suffixes):
+            continue
+        stem = _strip_suffixes(f.name).lower()
+        tokens = stem.replace("-", ".").replace("_", ".").split(".")
+        if any(a in tokens for a in aliases):
+            found.append(f)
+    return found
+
+
+def _strip_suffixes(name: str) -> str:
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return os.path.splitext(name)[0]
+
+
+def _has_suffix(path: Path, suffixes: Iterable[str]) -> bool:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return any(name.endswith(s) for s in suffixes)
+
+
+def open_text(path: str | os.PathLike, encoding: str = "utf-8") -> io.TextIOBase:
+    """Open a text file, gzipped or not, with a clear error if it is neither."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no such file: {path}")
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, errors="strict", newline=None)
+    return open(path, encoding=encoding, newline=None)
+
+
+def iter_lines(paths: Path | Iterable[Path], suffixes: Iterable[str] = TEXT_SUFFIXES) -> Iterator[str]:
+    """Stream the lines of a text file, or of every text file in a folder (sorted), .gz included."""
+    if isinstance(paths, (str, Path)):
+        p = Path(paths)
+        paths = sorted(f for f in p.rglob("*") if f.is_file() and _has_suffix(f, suffixes)) if p.is_dir() else [p]
+        if not paths:
+            raise DataError(f"no text files ({', '.join(suffixes)}, optionally .gz) in {p}")
+    for path in paths:
+        try:
+            with open_text(path) as fh:
+                for line in fh:
+                    yield line.rstrip("\n")
+        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"cannot read {path} as UTF-8 text: {exc}") from None
+
+
+def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None, *, csv_header: bool = True,
+               column_names: list[str] | None = None) -> "Any":
+    """Read one parquet / csv / tsv / jsonl / json file (optionally .gz) into a pyarrow Table.
+
+    `columns` are checked: a missing column is one DataError naming the file and what it has.
+    For a header-less CSV pass `csv_header=False` and `column_names`.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no such file: {path}")
+    name = path.name.lower().removesuffix(".gz")
+    try:
+        if name.endswith(".parquet"):
+            table = pq.read_table(path)
+        elif name.endswith((".csv", ".tsv")):
+            delim = "\t" if name.endswith(".tsv") else ","
+            read_opts = pacsv.ReadOptions(autogenerate_column_names=False, column_names=column_names) if not csv_header else None
+            table = pacsv.read_csv(path, read_options=read_opts,
+                                   parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True))
+        elif name.endswith(".jsonl"):
+            table = pajson.read_json(path)
+        elif name.endswith(".json"):
+            with open_text(path) as fh:
+                obj = json.load(fh)
+            if isinstance(obj, dict):
+                obj = next((v for v in obj.values() if isinstance(v, list)), [obj])
+            table = pa.Table.from_pylist(obj)
+        else:
+            raise DataError(f"cannot read {path}: expected .parquet, .csv, .tsv, .jsonl or .json (optionally .gz)")
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow raises many kinds; all mean "malformed"
+        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if columns:
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise DataError(f"{path} has no column {missing[0]!r}", hint=f"its columns: {', '.join(table.column_names)}")
+    return table
+
+
+# ---------------------------------------------------------------------------- hub
+def offline() -> bool:
+    """True when the user asked for offline mode (`--offline` or the HF variables)."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in OFFLINE_VARS)
+
+
+def set_offline() -> None:
+    """Set the Hugging Face offline variables. Call before `datasets` is imported."""
+    for var in OFFLINE_VARS:
+        os.environ[var] = "1"
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick TCP check, so that no command hangs for minutes on a cluster without internet."""
+    endpoint = os.environ.get("HF_ENDPOINT")
+    if endpoint:
+        host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    hostname, _, port = host.partition(":")
+    try:
+        with socket.create_connection((hostname, int(port or 443)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_hub(name: str, config: str | None = None, split: str | None = None, **kwargs: Any) -> Any:
+    """`datasets.load_dataset(name, config, split=...)` with a one-line error when offline.
+
+    With no network (or `--offline`) a dataset that is already in the local Hugging Face cache
+    still loads; anything else fails with a line that says how to pass local files.
+    """
+    label = name + (f":{config}" if config else "")
+    hint = "pass local files instead, e.g. --data path/to/folder (parquet, csv, jsonl, txt, .gz)"
+    why = "offline (--offline or HF_HUB_OFFLINE)"
+    if not offline() and not hub_reachable():
+        # Let datasets use its local cache rather than retrying the network for minutes.
+        set_offline()
+        why = "the Hugging Face hub cannot be reached"
+    try:
+        import datasets  # noqa: F401  (imported late: the offline variables must be set first)
+        from datasets import load_dataset
+    except ImportError as exc:  # pragma: no cover - datasets is a dependency
+        raise DataError(f"the 'datasets' package is needed to load {label!r}: {exc}") from None
+    try:
+        return load_dataset(name, config, split=split, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - connection, missing dataset, missing split...
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if offline():
+            raise DataError(f"cannot load Hugging Face dataset {label!r}: {why} and it is not in the local cache",
+                            hint=hint) from None
+        raise DataError(f"cannot load Hugging Face dataset {label!r}: {text}", hint=hint) from None

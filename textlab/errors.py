@@ -1,0 +1,45 @@
+"""Errors a user can cause. Each becomes one red line on stderr and a non-zero exit.
+
+`TEXTLAB_DEBUG=1` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+
+class TextlabError(Exception):
+    """Base class: a problem the user can fix. Exit code 1 unless a subclass says otherwise."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def line(self) -> str:
+        """The one line shown to the user."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(TextlabError):
+    """Unknown task, verb, option or value; a word not in the vocabulary."""
+
+    exit_code = 2
+
+
+class DataError(TextlabError):
+    """Missing, unreachable or malformed data."""
+
+    exit_code = 2
+
+
+class CheckpointError(TextlabError):
+    """A checkpoint that is missing, corrupt, truncated, foreign or from another task."""
+
+    exit_code = 1
+
+
+class PluginError(TextlabError):
+    """A plugin that registers something wrongly (for example a name another plugin owns)."""
+
+    exit_code = 1

@@ -1,0 +1,428 @@
+"""The run directory: one per training run, never reused.
+
+    runs/<task>/<YYYYmmdd-HHMMSS>-<label>[-<name>]/
+      run.json        task, model, status, command line, versions, git commit, seed, device,
+                      start/end, wall time, best metric
+      config.json     every resolved option, as plain JSON
+      metrics.jsonl   {"step", "epoch", "split", "name", "value", "time"}, append-only
+      checkpoints/    last.pt (resumable), best.pt
+      plots/  eval/  outputs/
+
+Only rank 0 writes; other ranks hold a `Run` whose writes are no-ops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import distributed
+from .data import read_json, write_json
+from .errors import TextlabError, UsageError
+
+STATUSES = ("running", "finished", "failed", "interrupted")
+
+
+def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
+    """`--runs-dir`, else `TEXTLAB_RUNS`, else `./runs`."""
+    return Path(runs_dir or os.environ.get("TEXTLAB_RUNS") or "runs").expanduser()
+
+
+def find_run(name: str, runs_dir: str | os.PathLike | None = None) -> Path | None:
+    """A run directory by its folder name (or `task/name`) under the runs root."""
+    root = runs_root(runs_dir)
+    if not root.is_dir():
+        return None
+    for cand in (root / name, *root.glob(f"*/{name}")):
+        if (cand / "run.json").exists():
+            return cand
+    return None
+
+
+class Run:
+    """A training run: its directory, metrics, checkpoints and status."""
+
+    def __init__(self, path: Path, info: dict, config: dict, *, resumed: bool = False):
+        self.dir = Path(path)
+        self.info = info
+        self.config = config
+        self.resumed = resumed
+        self.is_main = distributed.is_main()
+        self.stop_requested: str | None = None
+        self._t0 = time.time()
+        self._prior = float(info.get("wall_time") or 0.0)
+        self._loggers: list[Any] = []
+        self._wrote = resumed  # a resumed run already holds work
+        self._announced = False
+        self._handlers: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, task: str, label: str, config: dict, *, runs_dir: str | None = None, name: str | None = None,
+               seed: int = 0, device: str = "cpu", loggers: list[str] | None = None) -> "Run":
+        """Make a new run directory (rank 0) and share its path with the other ranks."""
+        path = None
+        if distributed.is_main():
+            base = runs_root(runs_dir) / task
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            stem = "-".join(p for p in (stamp, _safe(label), _safe(name) if name else None) if p)
+            base.mkdir(parents=True, exist_ok=True)
+            for i in range(1, 10_000):
+                cand = base / (stem if i == 1 else f"{stem}-{i}")
+                try:
+                    cand.mkdir()
+                except FileExistsError:
+                    continue
+                path = cand
+                break
+        path = Path(distributed.broadcast_object(str(path)))
+        info = {
+            "task": task,
+            "model": label,
+            "name": name,
+            "status": "running",
+            "command": _command_line(),
+            "textlab_version": _version(),
+            "torch_version": _torch_version(),
+            "python": platform.python_version(),
+            "git_commit": _git_commit(),
+            "seed": seed,
+            "device": str(device),
+            "world_size": distributed.world_size(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start": _now(),
+            "end": None,
+            "wall_time": 0.0,
+            "best": None,
+            "loggers": loggers or [],
+        }
+        run = cls(path, info, config)
+        if run.is_main:
+            write_json(path / "config.json", config)
+            write_json(path / "run.json", info)
+        run._open_loggers()
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, resume: bool = False) -> "Run":
+        """Reopen an existing run (to resume it, or to add results to it)."""
+        path = Path(path)
+        if not (path / "run.json").exists():
+            found = find_run(str(path))
+            if found is None:
+                raise UsageError(f"no such run directory: {path}", hint="see 'textlab runs'")
+            path = found
+        info = read_json(path / "run.json", "run.json")
+        config = read_json(path / "config.json", "config.json") if (path / "config.json").exists() else {}
+        run = cls(path, info, config, resumed=resume)
+        if resume:
+            if not (path / "checkpoints" / "last.pt").exists():
+                raise UsageError(f"run {path} has no checkpoints/last.pt to resume from")
+            if run.is_main:
+                run.info.setdefault("resumes", []).append({"at": _now(), "command": _command_line()})
+                run.info.update(status="running", end=None, pid=os.getpid(), host=socket.gethostname(), error=None)
+                write_json(path / "run.json", run.info)
+            run._open_loggers()
+        return run
+
+    # ------------------------------------------------------------------ places
+    @property
+    def task(self) -> str:
+        return self.info["task"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.info.get("seed") or 0)
+
+    @property
+    def device(self) -> Any:
+        return distributed.resolve_device(self.info.get("device") or "auto")
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    def subdir(self, name: str) -> Path:
+        p = self.dir / name
+        if self.is_main:
+            p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.subdir("checkpoints")
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.subdir("plots")
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.subdir("eval")
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.subdir("outputs")
+
+    def checkpoint_path(self, which: str = "last") -> Path:
+        return self.dir / "checkpoints" / f"{which}.pt"
+
+    # ------------------------------------------------------------------ time
+    def elapsed(self) -> float:
+        """Wall-clock seconds of this run, across resumes."""
+        return self._prior + (time.time() - self._t0)
+
+    # ------------------------------------------------------------------ metrics
+    def log(self, split: str, metrics: dict[str, Any], *, step: int, epoch: float | None = None) -> None:
+        """Append one record per metric to metrics.jsonl (and to the chosen loggers)."""
+        if not self.is_main or not metrics:
+            return
+        now = round(self.elapsed(), 3)
+        records = []
+        for name, value in metrics.items():
+            if hasattr(value, "item"):
+                value = value.item()
+            if value is None:
+                continue
+            records.append({"step": int(step), "epoch": None if epoch is None else round(float(epoch), 4),
+                            "split": split, "name": name, "value": float(value), "time": now})
+        with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+        self.mark_wrote()
+        for logger in self._loggers:
+            for rec in records:
+                logger.log(rec)
+
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.dir)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, which: str, **payload: Any) -> Path | None:
+        """`textlab.save_checkpoint` into checkpoints/<which>.pt (rank 0 only)."""
+        if not self.is_main:
+            return None
+        from .checkpoint import save_checkpoint
+
+        payload.setdefault("task", self.task)
+        path = save_checkpoint(self.checkpoint_path(which), **payload)
+        self.mark_wrote()
+        return path
+
+    def load_checkpoint(self, which: str = "last") -> dict:
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(self.checkpoint_path(which))
+
+    # ------------------------------------------------------------------ run.json
+    def update(self, **fields: Any) -> None:
+        """Set fields of run.json (for example `best` or task-specific results)."""
+        self.info.update(fields)
+        if self.is_main:
+            self.info["wall_time"] = round(self.elapsed(), 3)
+            write_json(self.dir / "run.json", self.info)
+
+    def set_best(self, metric: str, value: float, step: int, **more: Any) -> None:
+        self.update(best={"metric": metric, "value": float(value), "step": int(step), **more})
+
+    def mark_wrote(self) -> None:
+        """Tell the run that it holds work (so a later error does not remove the directory).
+
+        The run directory is announced on stderr at its first write: input errors found before
+        that stay one line, and their empty run directory is removed.
+        """
+        self._wrote = True
+        if not self._announced and self.is_main:
+            self._announced = True
+            from .console import status
+
+            status(f"run directory: {self.dir}")
+
+    # ------------------------------------------------------------------ stopping
+    def should_stop(self) -> bool:
+        """True once Ctrl-C / SIGTERM arrived (on any rank). Loops check this between steps."""
+        return distributed.any_true(self.stop_requested is not None)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop_requested = signal.Signals(signum).name
+        if self.is_main:
+            from .console import err
+
+            err.print(f"[yellow]{self.stop_requested}: saving last.pt and stopping "
+                      "(press Ctrl-C again to stop at once)[/yellow]")
+
+    def __enter__(self) -> "Run":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        self._handlers.clear()
+        if exc_type is None:
+            self.finish("interrupted" if self.stop_requested else "finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("interrupted")
+        elif issubclass(exc_type, TextlabError) and not self._wrote:
+            self.discard()
+        else:
+            self.finish("failed", error=f"{exc_type.__name__}: {exc}")
+        return False
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        for logger in self._loggers:
+            try:
+                logger.close()
+            except Exception:  # noqa: BLE001 - a logger must not lose the run
+                pass
+        self._loggers = []
+        self.update(status=status, end=_now(), error=error)
+
+    def discard(self) -> None:
+        """Remove a run that failed before it wrote anything (bad input): nothing half-written."""
+        self._loggers = []
+        if self.is_main:
+            import shutil
+
+            shutil.rmtree(self.dir, ignore_errors=True)
+            try:
+                self.dir.parent.rmdir()  # the task folder, if this was its only run
+            except OSError:
+                pass
+
+    def _open_loggers(self) -> None:
+        if not self.is_main:
+            return
+        from .plugins import registry
+
+        for name in self.info.get("loggers") or []:
+            spec = registry().logger(name)
+            self._loggers.append(spec.factory(self.dir, self.config))
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """All records of a run's metrics.jsonl (a torn last line, from a kill, is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None, task: str | None = None) -> list[dict]:
+    """Every run under the root: run.json plus its path and a liveness check for 'running'."""
+    root = runs_root(runs_dir)
+    if not root.is_dir():
+        return []
+    rows = []
+    for info_path in sorted(root.glob("*/*/run.json")):
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if task and info.get("task") != task:
+            continue
+        info["path"] = str(info_path.parent)
+        if info.get("status") == "running" and info.get("host") == socket.gethostname() and not _alive(info.get("pid")):
+            info["status"] = "stale"  # the process died without marking the run
+        rows.append(info)
+    return rows
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _safe(text: str | None) -> str:
+    import re
+
+    return re.sub(r"[^\w.=,+-]+", "_", str(text)).strip("_")[:80] if text else ""
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _command_line() -> str:
+    import shlex
+
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("__main__.py", "textlab")):
+        argv[0] = "textlab"
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _torch_version() -> str | None:
+    try:
+        import torch
+
+        return torch.__version__
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return None
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+
+
+def iter_run_dirs(paths: list[str]) -> Iterator[Path]:
+    """Run directories from arguments (a run, a run name, or a folder of runs, e.g. runs/agnews)."""
+    for p in paths:
+        path = Path(p).expanduser()
+        if (path / "run.json").exists():
+            yield path
+        elif path.is_dir() and any(path.glob("*/run.json")):
+            yield from sorted(q.parent for q in path.glob("*/run.json"))
+        else:
+            found = find_run(p)
+            if found is None:
+                raise UsageError(f"no such run directory: {p}", hint="see 'textlab runs'")
+            yield found
