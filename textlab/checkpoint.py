@@ -64,6 +64,7 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate a textlab checkpoint; never executes code from the file."""
     import pickle
+    import warnings
     import zipfile
 
     import torch
@@ -74,7 +75,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: we refuse in one line instead
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "Weights only load failed" in text or "weights_only" in text:

@@ -267,7 +267,8 @@ def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None, *,
     if columns:
         missing = [c for c in columns if c not in table.column_names]
         if missing:
-            raise DataError(f"{path} has no column {missing[0]!r}", hint=f"its columns: {', '.join(table.column_names)}")
+            names = ", ".join(repr(m) for m in missing)
+            raise DataError(f"{path} has no column {names}", hint=f"its columns: {', '.join(table.column_names)}")
     return table
 
 

@@ -1,0 +1,120 @@
+"""Checkpoints: round trip, and every kind of bad file refused in one line without running code."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from textlab import Vocab
+from textlab.checkpoint import load_checkpoint, open_artifact, save_checkpoint
+from textlab.errors import CheckpointError
+
+
+def make_ckpt(path, **kw):
+    args = dict(task="toy", model="linear", config={"vocab_size": 21, "dim": 8},
+                state_dict={"w": torch.arange(6.0).reshape(2, 3)}, vocab=Vocab(["<pad>", "a", "б"]).to_dict(),
+                extra={"note": "x"}, train_state={"step": 3, "rng": torch.get_rng_state()})
+    args.update(kw)
+    return save_checkpoint(path, **args)
+
+
+def test_round_trip(tmp_path):
+    path = make_ckpt(tmp_path / "c.pt")
+    data = load_checkpoint(path)
+    assert data["format"] == "textlab.checkpoint" and data["task"] == "toy"
+    assert torch.equal(data["state_dict"]["w"], torch.arange(6.0).reshape(2, 3))
+    assert Vocab.from_dict(data["vocab"]).itos == ["<pad>", "a", "б"]
+    assert data["train_state"]["step"] == 3
+    assert not list(tmp_path.glob(".c.pt.*"))  # no temporary file left behind
+
+
+class Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = "/tmp/textlab-evil-marker"
+
+
+def test_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path):
+    import os
+
+    if os.path.exists(MARKER):
+        os.unlink(MARKER)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "textlab.checkpoint", "payload": Evil()}, path)
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_checkpoint(path)
+    assert not os.path.exists(MARKER)
+    plain = tmp_path / "evil.pkl"
+    plain.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(plain)
+    assert not os.path.exists(MARKER)
+
+
+def test_corrupt_truncated_foreign(tmp_path):
+    good = make_ckpt(tmp_path / "good.pt")
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(trunc)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00\x01not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.zeros(3)}, foreign)  # a plain torch file, not ours
+    with pytest.raises(CheckpointError, match="not a textlab checkpoint"):
+        load_checkpoint(foreign)
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": "textlab.checkpoint", "version": 99, "task": "t", "model": "m", "state_dict": {}}, newer)
+    with pytest.raises(CheckpointError, match="newer textlab"):
+        load_checkpoint(newer)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_bad_checkpoints_on_the_cli(cli, toy, tmp_path):
+    good = make_ckpt(tmp_path / "good.pt")
+    (tmp_path / "trunc.pt").write_bytes(good.read_bytes()[:100])
+    torch.save({"format": "textlab.checkpoint", "payload": Evil()}, tmp_path / "evil.pt")
+    make_ckpt(tmp_path / "other.pt", task="othertask")
+    make_ckpt(tmp_path / "wrongmodel.pt", model="nosuchmodel")
+    make_ckpt(tmp_path / "wrongshape.pt", state_dict={"w": torch.zeros(1)})
+    cases = {
+        "trunc.pt": "corrupt or truncated",
+        "evil.pt": "could run code",
+        "other.pt": "unknown task 'othertask'",
+        "wrongmodel.pt": "needs model 'nosuchmodel'",
+        "wrongshape.pt": "weights do not fit",
+    }
+    for name, text in cases.items():
+        res = cli("eval", tmp_path / name)
+        assert res.code != 0, name
+        assert len(res.err_lines) == 1 and text in res.err, (name, res.err)
+
+
+def test_open_artifact_resolves_run_dirs(tmp_path):
+    run = tmp_path / "runs" / "toy" / "r1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="no checkpoint yet"):
+        open_artifact(run)
+    make_ckpt(run / "checkpoints" / "last.pt", extra={"which": "last"})
+    assert open_artifact(run).extra["which"] == "last"
+    make_ckpt(run / "checkpoints" / "best.pt", extra={"which": "best"})
+    assert open_artifact(run).extra["which"] == "best"
+    assert open_artifact(run, which="last").extra["which"] == "last"
+    art = open_artifact(run / "checkpoints" / "best.pt")
+    assert art.run_dir == run and art.output_dir("eval") == run / "eval"
+    bare = make_ckpt(tmp_path / "model.pt")
+    assert open_artifact(bare).output_dir("eval") == tmp_path / "model-eval"
+    with pytest.raises(CheckpointError, match="not a run directory"):
+        open_artifact(tmp_path / "runs")

@@ -1,0 +1,145 @@
+"""Data sources, readers, cache fingerprints, atomic writes, vocabulary and tokenizer."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import textlab
+from textlab.data import atomic_write, fingerprint, iter_lines, load_hub, read_table, resolve, split_files
+from textlab.errors import DataError, UsageError
+from textlab.text import Vocab, words
+
+
+def test_resolve_kinds(toy, tmp_path):
+    assert resolve("toy", "sample").kind == "registered"
+    (tmp_path / "d.csv").write_text("text,label\na,0\n")
+    src = resolve("toy", "d.csv")
+    assert src.kind == "local" and src.path.name == "d.csv"
+    hub = resolve("toy", "wikitext:wikitext-103-raw-v1")
+    assert (hub.kind, hub.ref, hub.config) == ("hub", "wikitext", "wikitext-103-raw-v1")
+    assert resolve("toy", "ag_news").kind == "hub"
+    with pytest.raises(DataError, match="no such file or folder"):
+        resolve("toy", "./missing/folder")
+    with pytest.raises(DataError, match="no such file"):
+        resolve("toy", "missing.parquet")
+
+
+def test_load_hub_offline_fails_fast_in_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.time()
+    with pytest.raises(DataError) as err:
+        load_hub("someone/surely_not_cached_dataset_xyz", split="train")
+    assert time.time() - t0 < 60
+    line = err.value.line()
+    assert "offline" in line and "--data" in line and "\n" not in line
+
+
+def test_read_table_formats_and_errors(tmp_path):
+    rows = [{"text": "привет мир", "label": 1}, {"text": "hello", "label": 0}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    with gzip.open(tmp_path / "a.csv.gz", "wt", encoding="utf-8") as fh:
+        fh.write('text,label\n"привет мир",1\nhello,0\n')
+    (tmp_path / "a.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    for name in ("a.parquet", "a.jsonl", "a.csv.gz", "a.json"):
+        t = read_table(tmp_path / name, columns=["text", "label"])
+        assert t.column("text").to_pylist() == ["привет мир", "hello"], name
+    with pytest.raises(DataError, match="has no column 'text', 'label'") as err:
+        (tmp_path / "b.csv").write_text("title,body\nx,y\n")
+        read_table(tmp_path / "b.csv", columns=["text", "label"])
+    assert "its columns: title, body" in err.value.line()
+    (tmp_path / "bad.parquet").write_bytes(b"this is not parquet")
+    with pytest.raises(DataError, match="cannot read"):
+        read_table(tmp_path / "bad.parquet")
+    (tmp_path / "bad.jsonl").write_text('{"text": "a"\n')
+    with pytest.raises(DataError, match="cannot read"):
+        read_table(tmp_path / "bad.jsonl")
+    with pytest.raises(DataError, match="expected .parquet"):
+        (tmp_path / "x.xlsx").write_text("")
+        read_table(tmp_path / "x.xlsx")
+
+
+def test_iter_lines_streams_files_and_folders(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("один\nдва\n", encoding="utf-8")
+    with gzip.open(folder / "b.txt.gz", "wt", encoding="utf-8") as fh:
+        fh.write("три\n")
+    (folder / "notes.md").write_text("ignored\n")
+    assert list(iter_lines(folder)) == ["один", "два", "три"]
+    assert list(iter_lines(folder / "b.txt.gz")) == ["три"]
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="UTF-8"):
+        list(iter_lines(tmp_path / "latin1.txt"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no text files"):
+        list(iter_lines(tmp_path / "empty"))
+
+
+def test_split_files(tmp_path):
+    for name in ("train.parquet", "test.parquet", "validation-00000-of-00001.parquet", "wiki.valid.txt.gz",
+                 "README.md", "wikitext-2-v1.train.txt.gz"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in split_files(tmp_path, "train")] == ["train.parquet", "wikitext-2-v1.train.txt.gz"]
+    assert [p.name for p in split_files(tmp_path, "valid")] == ["validation-00000-of-00001.parquet", "wiki.valid.txt.gz"]
+    assert [p.name for p in split_files(tmp_path, "test")] == ["test.parquet"]
+
+
+def test_fingerprint_follows_content_and_options(tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("a")
+    a = fingerprint(f, {"min_count": 5})
+    assert fingerprint(f, {"min_count": 5}) == a
+    assert fingerprint(f, {"min_count": 6}) != a
+    time.sleep(0.01)
+    f.write_text("ab")
+    assert fingerprint(f, {"min_count": 5}) != a
+    assert textlab.cache_dir("toy", "vocab", a).is_dir()
+    assert str(textlab.cache_dir("toy", "vocab")).startswith(os.environ["TEXTLAB_HOME"])
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as fh:
+            fh.write("half")
+            raise RuntimeError("crash")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    with atomic_write(path) as fh:
+        fh.write("new")
+    assert path.read_text() == "new"
+
+
+def test_words_handles_cyrillic_and_yo():
+    assert words("Москва — столица! Ёлка, don't 2024") == ["москва", "столица", "ёлка", "don't", "2024"]
+    assert words("e\u0301") == words("é")  # NFC: one character typed two ways
+
+
+def test_vocab_build_encode_suggest(tmp_path):
+    from collections import Counter
+
+    counts = Counter("the cat sat on the mat the end москва москва".split())
+    v = Vocab.build(counts, min_count=2, specials=["<pad>", "<unk>"], unk="<unk>")
+    assert v.itos == ["<pad>", "<unk>", "the", "москва"]
+    assert v.encode(["the", "dog", "москва"]) == [2, 1, 3]
+    assert v.counts == [0, 0, 3, 2]
+    with pytest.raises(UsageError) as err:
+        v.index("москве")
+    assert "not in the vocabulary" in err.value.line() and "москва" in err.value.line()
+    v.save(tmp_path / "v.json")
+    assert Vocab.load(tmp_path / "v.json").itos == v.itos
+    (tmp_path / "map.json").write_text(json.dumps({"a": 1, "b": 0}))
+    assert Vocab.load(tmp_path / "map.json").itos == ["b", "a"]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        Vocab.load(tmp_path / "bad.json")
+    assert len(Vocab.build(counts, min_count=2, max_size=3, specials=["<unk>"])) == 3
