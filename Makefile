@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.textlab-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-slurm bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# SLURM integration: installs slurm-wlm + munge (Debian, needs root), starts a one-node cluster on
+# localhost and runs the tests marked `slurm` (about 2 minutes); they skip with a reason where
+# SLURM cannot start.
+test-slurm: $(STAMP)
+	-scripts/slurm-local.sh install
+	$(BIN)/python -m pytest -q -m slurm -rs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -25,6 +25,10 @@ def test_resolve_kinds(toy, tmp_path):
     hub = resolve("toy", "wikitext:wikitext-103-raw-v1")
     assert (hub.kind, hub.ref, hub.config) == ("hub", "wikitext", "wikitext-103-raw-v1")
     assert resolve("toy", "ag_news").kind == "hub"
+    assert resolve("toy", "stanfordnlp/imdb").kind == "hub"  # org/name is a hub name...
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match="no such file or folder"):
+        resolve("toy", "data/varchain")  # ...unless its first part is a local folder
     with pytest.raises(DataError, match="no such file or folder"):
         resolve("toy", "./missing/folder")
     with pytest.raises(DataError, match="no such file"):

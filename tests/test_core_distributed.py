@@ -35,3 +35,17 @@ def test_torchrun_two_processes(toy_env, tmp_path):
     assert set(got) == {"rank0.txt", "rank1.txt"}
     assert got["rank0.txt"] == got["rank1.txt"]
     assert (run / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.slow
+def test_nproc_option_relaunches_under_torchrun(toy_env, tmp_path):
+    runs = tmp_path / "runs"
+    env = dict(toy_env, TEXTLAB_RUNS=str(runs))
+    proc = subprocess.run([sys.executable, "-m", "textlab", "train", "toy", "--steps", "10", "--nproc", "2", "--threads", "1"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torchrun --standalone --nproc_per_node 2" in proc.stderr
+    (run,) = list(runs.glob("toy/*"))
+    info = json.loads((run / "run.json").read_text())
+    assert info["world_size"] == 2 and info["steps"] == 10
+    assert "nproc" not in json.loads((run / "config.json").read_text())  # launcher option, not a run setting

@@ -45,10 +45,11 @@ VERB_HELP = {
     "generate": "Generate from a run directory or checkpoint.",
     "analyze": "Analyze a task's data (`analyze TASK`) or compare runs (`analyze RUN...`).",
 }
-CORE_COMMANDS = {"plugins", "runs"}
+CORE_COMMANDS = {"plugins", "runs", "submit", "bundle"}
 
 # Options the core adds. A task must not declare parameters with these names.
-RESERVED = {"threads", "json_output", "seed", "device", "runs_dir", "name", "logger", "sweep", "resume", "checkpoint"}
+RESERVED = {"threads", "json_output", "seed", "device", "runs_dir", "name", "logger", "sweep", "resume", "checkpoint",
+            "nproc"}
 
 
 # ============================================================================ common parameters
@@ -77,6 +78,8 @@ def _common_params(kind: str) -> list[inspect.Parameter]:
                                                                      rich_help_panel=core)], None),
             _kw("resume", Annotated[Optional[Path], typer.Option(help="Continue the run in this directory from its last.pt.",
                                                                  rich_help_panel=core)], None),
+            _kw("nproc", Annotated[int, typer.Option(min=1, help="Train on N processes: relaunches this command under "
+                                                     "torchrun (DDP; gloo on CPU, nccl on GPU).", rich_help_panel=core)], 1),
         ]
     if kind == "artifact":
         params += [
@@ -200,6 +203,8 @@ def _train(ctx: Any, task: TaskSpec, func: Callable[..., Any], options: dict, co
     from .loop import seed_everything
     from .runs import Run
 
+    if common.get("nproc", 1) > 1 and distributed.world_size() == 1:
+        return _relaunch_under_torchrun(int(common["nproc"]))
     device = distributed.resolve_device(common["device"])
     distributed.init(device)
     if common.get("sweep") and not _REPLAY.get("in_sweep"):
@@ -232,6 +237,25 @@ def _train(ctx: Any, task: TaskSpec, func: Callable[..., Any], options: dict, co
     if run.stop_requested:
         raise Interrupted(run.dir)
     return {"run": str(run.dir), "status": run.info.get("status"), "best": run.info.get("best"), "result": result}
+
+
+def _relaunch_under_torchrun(nproc: int) -> Any:
+    """`textlab train ... --nproc N` = `torchrun --standalone --nproc_per_node N -m textlab train ...`."""
+    import subprocess
+
+    args = _strip_options(list(_ARGV), {"--nproc"})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "textlab", *args]
+    status("launching: torchrun --standalone --nproc_per_node " + str(nproc) + " -m textlab " + " ".join(args))
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too; --threads still overrides
+    code = subprocess.call(cmd, env=env)
+    if code != 0:
+        raise typer.Exit(code)
+    return {"nproc": nproc, "exit_code": code}
+
+
+_ARGV: list[str] = []
 
 
 class Interrupted(Exception):
@@ -481,6 +505,9 @@ def _runs_command(
     from .runs import list_runs, runs_root
 
     rows = list_runs(runs_dir, task)
+    from .slurm import annotate
+
+    annotate(rows)
     if json_output:
         out.print_json(json.dumps(rows, default=str))
         return
@@ -490,12 +517,16 @@ def _runs_command(
     t = Table(title=f"runs under {runs_root(runs_dir)}")
     for col in ("run", "task", "model", "status", "best", "age"):
         t.add_column(col)
-    colours = {"finished": "green", "running": "cyan", "failed": "red", "interrupted": "yellow", "stale": "magenta"}
+    colours = {"finished": "green", "running": "cyan", "failed": "red", "interrupted": "yellow", "stale": "magenta",
+               "queued": "blue"}
     for r in sorted(rows, key=lambda r: r.get("start") or ""):
         best = r.get("best") or {}
         best_s = f"{best.get('metric')} {best.get('value'):.4g}" if best.get("value") is not None else "-"
         st = r.get("status", "?")
-        t.add_row(Path(r["path"]).name, r.get("task", "?"), r.get("model") or "-", f"[{colours.get(st, 'white')}]{st}[/]",
+        if isinstance(r.get("slurm"), dict):
+            st += f" (job {r['slurm'].get('job_id')})"
+        t.add_row(Path(r["path"]).name, r.get("task", "?"), r.get("model") or "-",
+                  f"[{colours.get(st.split()[0], 'white')}]{st}[/]",
                   best_s, _age(r.get("start")))
     out.print(t)
 
@@ -513,6 +544,76 @@ def _age(start: str | None) -> str:
         if secs >= size:
             return f"{secs / size:.0f}{unit} ago"
     return f"{secs:.0f}s ago"
+
+
+def _submit_command(
+    args: Annotated[list[str], typer.Argument(help="The textlab command to run, after --: train TASK [options].")],
+    partition: Annotated[Optional[str], typer.Option(help="SLURM partition.")] = None,
+    time: Annotated[Optional[str], typer.Option(help="Time limit, e.g. 04:00:00; the job requeues itself at the limit.")] = None,
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes.")] = 1,
+    gpus: Annotated[int, typer.Option(min=0, help="GPUs per node (--gres=gpu:N).")] = 0,
+    cpus: Annotated[Optional[int], typer.Option(min=1, help="CPUs per task.")] = None,
+    mem: Annotated[Optional[str], typer.Option(help="Memory per node, e.g. 16G.")] = None,
+    account: Annotated[Optional[str], typer.Option(help="SLURM account.")] = None,
+    qos: Annotated[Optional[str], typer.Option(help="SLURM QOS.")] = None,
+    nproc: Annotated[int, typer.Option(min=1, help="Training processes per node (torchrun, DDP).")] = 1,
+    grace: Annotated[int, typer.Option(min=10, help="Seconds before the time limit at which to save and requeue.")] = 120,
+    home: Annotated[Optional[Path], typer.Option(help="Shared TEXTLAB_HOME for the job (default: the current one).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="Root of run directories (a shared filesystem).")] = None,
+    python: Annotated[Optional[str], typer.Option(help="Python of the job (default: this one).")] = None,
+    sbatch: Annotated[Optional[list[str]], typer.Option(help="Extra #SBATCH line, e.g. --sbatch=--constraint=a100.")] = None,
+    online: Annotated[bool, typer.Option(help="Do not set the offline variables in the job.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Write the job script and print it; do not submit.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Queue a training run on SLURM: textlab submit --time 04:00:00 -- train agnews --rnn lstm."""
+    from .slurm import submit
+
+    set_json(json_output)
+    result = submit(list(args), partition=partition, time=time, nodes=nodes, gpus=gpus, cpus=cpus, mem=mem,
+                    account=account, qos=qos, nproc=nproc, grace=grace, home=str(home) if home else None,
+                    runs_dir=str(runs_dir) if runs_dir else None, python=python, extra=sbatch, offline=not online,
+                    dry_run=dry_run)
+    if json_output:
+        _emit(result)
+    elif dry_run:
+        out.print(result["text"], markup=False, highlight=False)
+        status(f"dry run: nothing written or submitted (the script would be {result['script']})")
+    else:
+        out.print(f"submitted job {result['job_id']}: run directory {result['run_dir']}", markup=False, highlight=False)
+
+
+def _bundle_command(
+    task: Annotated[str, typer.Option(help="The task the offline node will run.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to create.")],
+    data: Annotated[Optional[list[str]], typer.Option(help="Data to bundle (hub name, local path or a registered "
+                                                            "dataset); repeatable. Default: sample.")] = None,
+    include: Annotated[Optional[list[Path]], typer.Option(help="Local tokenizer/model folder to carry along; repeatable.")] = None,
+    wheels: Annotated[bool, typer.Option(help="Add a wheelhouse of textlab and its dependencies (pinned).")] = True,
+    options: Annotated[Optional[list[str]], typer.Argument(help="After --: options for the task's prep/vocab/pairs "
+                                                                 "verbs, e.g. -- --min-count 10.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Gather what a node without internet needs: data, prepared caches, local models, wheels."""
+    from .bundle import make_bundle
+
+    set_json(json_output)
+    result = make_bundle(task, list(data or []), out_dir, include=list(include or []), wheels=wheels,
+                         extra_args=list(options or []))
+    if json_output:
+        _emit(result)
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"bundle {result['bundle']}")
+        t.add_column("what")
+        t.add_column("value")
+        t.add_row("data names", ", ".join(result["data"]))
+        t.add_row("prepared", json.dumps(result["prepared"]))
+        t.add_row("extra folders", ", ".join(result["extra"]) or "-")
+        t.add_row("wheels", str(result["wheels"]))
+        t.add_row("use it", f"source {result['bundle']}/env.sh (see {result['bundle']}/README.md)")
+        out.print(t)
 
 
 # ============================================================================ the app
@@ -564,6 +665,8 @@ def build_app() -> Any:
         app.add_typer(sub, name=verb)
     app.command("plugins")(_plugins_command)
     app.command("runs")(_runs_command)
+    app.command("submit")(_submit_command)
+    app.command("bundle")(_bundle_command)
     return typer.main.get_command(app)
 
 
@@ -587,6 +690,7 @@ def _add_train_resume(sub: typer.Typer) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every user error is one line on stderr."""
     debug = bool(os.environ.get("TEXTLAB_DEBUG"))
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     try:
         command = build_app()
         rv = command.main(args=argv, prog_name="textlab", standalone_mode=False)

@@ -54,8 +54,10 @@ def cache_dir(task: str, kind: str, key: str | None = None) -> Path:
 def fingerprint(*parts: Any, length: int = 16) -> str:
     """A short stable hash of plain values and files (path, size and mtime of each file).
 
-    Paths are hashed by what they point to, so moving a source invalidates nothing by accident
-    and editing it invalidates its cache.
+    Files are hashed by name, size and modification time (not by absolute path), so a copied
+    or moved source, such as the data in a `textlab bundle` on another machine, keeps its cache
+    (copy with `cp -a`, `rsync -a` or `tar`, which keep modification times), and editing it
+    invalidates the cache.
     """
     h = hashlib.sha256()
 
@@ -68,7 +70,7 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
                     h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns};".encode())
             elif p.exists():
                 st = p.stat()
-                h.update(f"{p}:{st.st_size}:{st.st_mtime_ns};".encode())
+                h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
             else:
                 h.update(f"{p}:missing;".encode())
         elif isinstance(obj, (list, tuple)):
@@ -159,16 +161,35 @@ def resolve(task: str, data: str) -> Source:
     spec = registry().dataset(task, data)
     if spec is not None:
         return Source("registered", data, spec=spec)
+    alias = aliases().get(data)
+    if alias is not None:  # a name bundled for offline use (`textlab bundle`)
+        target = Path(alias) if Path(alias).is_absolute() else textlab_home() / alias
+        if not target.exists():
+            raise DataError(f"--data {data}: bundled at {target}, which is missing")
+        return Source("local", data, path=target)
     path = Path(data).expanduser()
     if path.exists():
         return Source("local", data, path=path)
-    looks_like_path = data.startswith((".", "/", "~")) or os.sep in data or Path(data).suffix.lower().lstrip(".") in {
-        s.lstrip(".") for s in TABLE_SUFFIXES + TEXT_SUFFIXES + (".gz",)
-    }
-    if looks_like_path and ":" not in data.split(os.sep)[0]:
+    parts = data.split("/")
+    looks_like_path = (
+        data.startswith((".", "/", "~"))
+        or _has_suffix(Path(data), TABLE_SUFFIXES + TEXT_SUFFIXES + (".gz", ".ipynb", ".json"))
+        or len(parts) > 2
+        or (len(parts) == 2 and Path(parts[0]).expanduser().is_dir())  # data/missing, not org/dataset
+    )
+    if looks_like_path:
         raise DataError(f"no such file or folder: {data}")
     name, _, config = data.partition(":")
     return Source("hub", name, config=config or None)
+
+
+def aliases() -> dict[str, str]:
+    """Dataset names registered in `TEXTLAB_HOME/datasets.json` (by `textlab bundle`) -> paths."""
+    path = textlab_home() / "datasets.json"
+    if not path.exists():
+        return {}
+    data = read_json(path, "datasets.json")
+    return data if isinstance(data, dict) else {}
 
 
 def split_files(folder: Path, split: str, suffixes: Iterable[str] = TABLE_SUFFIXES + TEXT_SUFFIXES) -> list[Path]:

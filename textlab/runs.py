@@ -71,7 +71,11 @@ class Run:
                seed: int = 0, device: str = "cpu", loggers: list[str] | None = None) -> "Run":
         """Make a new run directory (rank 0) and share its path with the other ranks."""
         path = None
-        if distributed.is_main():
+        prior: dict = {}
+        fixed = os.environ.get("TEXTLAB_RUN_DIR")  # set by `textlab submit` job scripts
+        if fixed and distributed.is_main():
+            path, prior = _claim_fixed_dir(Path(fixed))
+        elif distributed.is_main():
             base = runs_root(runs_dir) / task
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             stem = "-".join(p for p in (stamp, _safe(label), _safe(name) if name else None) if p)
@@ -106,6 +110,8 @@ class Run:
             "best": None,
             "loggers": loggers or [],
         }
+        if prior.get("slurm"):
+            info["slurm"] = prior["slurm"]
         run = cls(path, info, config)
         if run.is_main:
             write_json(path / "config.json", config)
@@ -315,6 +321,21 @@ class Run:
         for name in self.info.get("loggers") or []:
             spec = registry().logger(name)
             self._loggers.append(spec.factory(self.dir, self.config))
+
+
+def _claim_fixed_dir(path: Path) -> tuple[Path, dict]:
+    """Use a run directory chosen in advance (a queued SLURM job). Never overwrite work in it."""
+    path.mkdir(parents=True, exist_ok=True)
+    if (path / "checkpoints" / "last.pt").exists():
+        raise UsageError(f"{path} already holds a checkpoint", hint=f"resume it: textlab train --resume {path}")
+    prior = read_json(path / "run.json", "run.json") if (path / "run.json").exists() else {}
+    metrics = path / "metrics.jsonl"
+    if metrics.exists():  # an attempt that died before its first checkpoint: keep its log aside
+        n = 1
+        while (path / f"metrics.attempt{n}.jsonl").exists():
+            n += 1
+        metrics.rename(path / f"metrics.attempt{n}.jsonl")
+    return path, prior
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:

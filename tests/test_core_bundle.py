@@ -1,0 +1,54 @@
+"""`textlab bundle`: data copied and named in a TEXTLAB_HOME that works from anywhere, offline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from textlab.bundle import _filter_args, requirement_pins
+from textlab.data import fingerprint, resolve
+
+
+def test_bundle_copies_local_data_and_names_it(cli, toy, tmp_path, monkeypatch):
+    src = tmp_path / "mydata"
+    src.mkdir()
+    (src / "train.csv").write_text("text,label\nhello,1\n")
+    res = cli("bundle", "--task", "toy", "--out", tmp_path / "b", "--data", src, "--data", "sample",
+              "--include", src, "--no-wheels", "--json")
+    assert res.code == 0, res.err
+    result = json.loads(res.out)
+    assert result["data"] == ["mydata", "sample"] and result["extra"] == ["extra/mydata"]
+    home = tmp_path / "b" / "home"
+    aliases = json.loads((home / "datasets.json").read_text())
+    assert aliases["mydata"] == "data/mydata" and aliases[str(src)] == "data/mydata"
+    assert "TEXTLAB_HOME" in (tmp_path / "b" / "env.sh").read_text()
+    # the bundle moves to another machine (another path): names still resolve, fingerprints still match
+    moved = tmp_path / "elsewhere" / "b"
+    shutil.copytree(tmp_path / "b", moved, copy_function=shutil.copy2)
+    shutil.rmtree(src)
+    monkeypatch.setenv("TEXTLAB_HOME", str(moved / "home"))
+    got = resolve("toy", "mydata")
+    assert got.kind == "local" and got.path == moved / "home" / "data" / "mydata"
+    assert fingerprint(got.path) == fingerprint(tmp_path / "b" / "home" / "data" / "mydata")
+    assert resolve("toy", str(src)).path == got.path  # the original path works too, via the alias
+
+
+def test_bundle_bad_input(cli, toy, tmp_path):
+    (tmp_path / "occupied").mkdir()
+    (tmp_path / "occupied" / "x").write_text("x")
+    res = cli("bundle", "--task", "toy", "--out", tmp_path / "occupied", "--no-wheels")
+    assert res.code == 2 and "not a textlab bundle" in res.err and len(res.err_lines) == 1
+    res = cli("bundle", "--task", "nosuch", "--out", tmp_path / "b", "--no-wheels")
+    assert res.code == 2 and "unknown task" in res.err
+    res = cli("--offline", "bundle", "--task", "toy", "--out", tmp_path / "b2", "--data", "someone/dataset", "--no-wheels")
+    assert res.code == 2 and "offline" in res.err and len(res.err_lines) == 1
+
+
+def test_filter_args_and_pins():
+    known = {"--min-count", "--lower", "--no-lower"}
+    assert _filter_args(["--min-count", "10", "--window", "5", "--lower"], known) == ["--min-count", "10", "--lower"]
+    assert _filter_args(["--min-count=3", "--other=1"], known) == ["--min-count=3"]
+    pins = requirement_pins()
+    names = {p.split("==")[0] for p in pins}
+    assert {"torch", "typer", "pluggy", "datasets", "pyarrow"} <= names
+    assert all("==" in p for p in pins) and "textlab" not in names

@@ -1,0 +1,237 @@
+"""`textlab submit`: queue a textlab command as a SLURM batch job.
+
+The job script (written into the run directory, so it is kept with the results):
+  * sets the offline variables (compute nodes have no internet) and points TEXTLAB_HOME at the
+    shared data location,
+  * fixes the run directory in advance (TEXTLAB_RUN_DIR), so `submit` can say where results go,
+  * asks SLURM for SIGTERM some seconds before the time limit (`--signal=B:TERM@GRACE`); on
+    SIGTERM (time limit or preemption) textlab saves last.pt and the script requeues the job,
+  * when it starts and the run directory already has last.pt, it runs `textlab train --resume`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .data import write_json
+from .errors import TextlabError, UsageError
+from .runs import runs_root
+
+_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+
+
+def plan(args: list[str], runs_dir: str | os.PathLike | None) -> tuple[str, str, Path | None]:
+    """Validate a `train TASK ...` command line; return (task, run label, run dir to resume or None)."""
+    from .cli import build_app
+    from .plugins import registry
+
+    if not args:
+        raise UsageError("nothing to submit", hint="textlab submit [options] -- train TASK [options]")
+    if args[0] != "train":
+        raise UsageError(f"submit runs training jobs: expected 'train ...' after --, got {args[0]!r}")
+    rest = args[1:]
+    if rest[:1] == ["--resume"] and len(rest) >= 2:
+        run_dir = _existing_run(rest[1])
+        from .data import read_json
+
+        task = str(read_json(run_dir / "run.json", "run.json").get("task"))
+        return task, "", run_dir
+    if not rest:
+        raise UsageError("submit: which task? textlab submit -- train TASK [options]")
+    task_name = rest[0]
+    reg = registry()
+    task = reg.task(task_name, "train")
+    group = build_app().commands["train"]
+    command = group.commands[task_name]
+    with command.make_context(f"textlab train {task_name}", list(rest[1:])) as ctx:  # validates every option
+        params = dict(ctx.params)
+    if params.get("sweep"):
+        raise UsageError("submit one job per run: --sweep is not supported with submit")
+    if params.get("resume"):
+        return task_name, "", _existing_run(str(params["resume"]))
+    options = {k: (v.value if hasattr(v, "value") else v) for k, v in params.items()}
+    label = task.run_label(options) if task.run_label else str(options.get("model") or task_name)
+    return task_name, label, None
+
+
+def _existing_run(path: str) -> Path:
+    from .runs import find_run
+
+    p = Path(path)
+    run = p if (p / "run.json").exists() else find_run(path)
+    if run is None:
+        raise UsageError(f"no such run directory: {path}")
+    return run.resolve()
+
+
+def job_script(*, run_dir: Path, args: list[str], home: Path | None, runs: Path, python: str, job_name: str,
+               partition: str | None, time: str | None, nodes: int, gpus: int, cpus: int | None, mem: str | None,
+               account: str | None, qos: str | None, nproc: int, grace: int, extra: list[str], offline: bool) -> str:
+    """The sbatch script, as text."""
+    sb = [f"--job-name={job_name}", f"--output={run_dir}/slurm-%j.out", "--open-mode=append", "--requeue",
+          f"--signal=B:TERM@{grace}", f"--nodes={nodes}", "--ntasks-per-node=1"]
+    if partition:
+        sb.append(f"--partition={partition}")
+    if time:
+        sb.append(f"--time={time}")
+    if gpus:
+        sb.append(f"--gres=gpu:{gpus}")
+    if cpus:
+        sb.append(f"--cpus-per-task={cpus}")
+    if mem:
+        sb.append(f"--mem={mem}")
+    if account:
+        sb.append(f"--account={account}")
+    if qos:
+        sb.append(f"--qos={qos}")
+    lines = ["#!/bin/bash", "# written by `textlab submit`; kept in the run directory"]
+    lines += [f"#SBATCH {s}" for s in sb] + [f"#SBATCH {e}" for e in extra]
+    env = {"TEXTLAB_RUNS": str(runs), "TEXTLAB_RUN_DIR": str(run_dir), "TEXTLAB_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+    if home:
+        env["TEXTLAB_HOME"] = str(home)
+    if offline:
+        env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TEXTLAB_OFFLINE": "1"})
+    lines += ["set -u"] + [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    lines.append(f"cd {shlex.quote(os.getcwd())}")
+    py = shlex.quote(python)
+    if nproc > 1 and nodes > 1:
+        launch = (f'srun --kill-on-bad-exit=1 {py} -m torch.distributed.run --nnodes "$SLURM_NNODES" '
+                  f'--nproc_per_node {nproc} --rdzv-backend c10d '
+                  f'--rdzv-endpoint "$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1):29500" -m textlab')
+    elif nproc > 1:
+        launch = f"{py} -m torch.distributed.run --standalone --nproc_per_node {nproc} -m textlab"
+    else:
+        launch = f"{py} -m textlab"
+    quoted = " ".join(shlex.quote(a) for a in args)
+    lines += [
+        f"RUN_DIR={shlex.quote(str(run_dir))}",
+        'if [ -f "$RUN_DIR/checkpoints/last.pt" ]; then',
+        '  echo "textlab: $RUN_DIR has last.pt: resuming"',
+        '  ARGS=(train --resume "$RUN_DIR")',
+        "else",
+        f"  ARGS=({quoted})",
+        "fi",
+        'echo "textlab: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at $(date -Is)"',
+        f'{launch} "${{ARGS[@]}}" &',
+        "CHILD=$!",
+        "requeue() {",
+        '  echo "textlab: SIGTERM (time limit or preemption): saving last.pt, then requeueing"',
+        '  kill -TERM "$CHILD" 2>/dev/null',
+        '  wait "$CHILD"',
+        '  scontrol requeue "$SLURM_JOB_ID"',
+        "  exit 0",
+        "}",
+        "trap requeue TERM USR1",
+        'wait "$CHILD"',
+        "RC=$?",
+        'echo "textlab: exit code $RC"',
+        "exit $RC",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def submit(args: list[str], *, partition: str | None = None, time: str | None = None, nodes: int = 1, gpus: int = 0,
+           cpus: int | None = None, mem: str | None = None, account: str | None = None, qos: str | None = None,
+           nproc: int = 1, grace: int = 120, home: str | None = None, runs_dir: str | None = None,
+           python: str | None = None, extra: list[str] | None = None, offline: bool = True,
+           dry_run: bool = False) -> dict:
+    """Write the job script into a new (or the resumed) run directory and `sbatch` it."""
+    if time and not _TIME.match(time):
+        raise UsageError(f"--time {time!r} is not a SLURM time", hint="e.g. 30, 04:00:00, 1-12:00:00")
+    task, label, resume_dir = plan(args, runs_dir)
+    runs = runs_root(runs_dir).resolve()
+    if resume_dir is not None:
+        run_dir = resume_dir
+        args = ["train", "--resume", str(run_dir)]
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = runs / task
+        base.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 10_000):
+            run_dir = base / (f"{stamp}-{label}-slurm" if i == 1 else f"{stamp}-{label}-slurm-{i}")
+            if dry_run:
+                if not run_dir.exists():
+                    break
+                continue
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                continue
+    home_path = Path(home).expanduser().resolve() if home else (
+        Path(os.environ["TEXTLAB_HOME"]).resolve() if os.environ.get("TEXTLAB_HOME") else None)
+    script = job_script(run_dir=run_dir, args=args, home=home_path, runs=runs, python=python or sys.executable,
+                        job_name=f"textlab-{task}", partition=partition, time=time, nodes=nodes, gpus=gpus,
+                        cpus=cpus, mem=mem, account=account, qos=qos, nproc=nproc, grace=grace,
+                        extra=list(extra or []), offline=offline)
+    script_path = run_dir / "slurm" / "job.sh"
+    if dry_run:
+        return {"run_dir": str(run_dir), "script": str(script_path), "job_id": None, "text": script}
+    script_path.parent.mkdir(parents=True, exist_ok=True)
+    script_path.write_text(script)
+    script_path.chmod(0o755)
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise TextlabError("sbatch not found: is this a SLURM login node?",
+                           hint=f"the job script is ready: {script_path}")
+    proc = subprocess.run([sbatch, "--parsable", str(script_path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise TextlabError(f"sbatch failed: {msg[-1] if msg else proc.returncode}", hint=f"script: {script_path}")
+    job_id = proc.stdout.strip().split(";")[0]
+    record = {"job_id": job_id, "script": str(script_path), "submitted": datetime.now().astimezone().isoformat(timespec="seconds"),
+              "partition": partition, "time": time, "nodes": nodes, "gpus": gpus, "nproc": nproc}
+    if resume_dir is None:
+        write_json(run_dir / "run.json", {"task": task, "model": label, "name": None, "status": "queued",
+                                          "command": "textlab " + " ".join(shlex.quote(a) for a in args),
+                                          "start": record["submitted"], "best": None, "slurm": record})
+    else:
+        from .data import read_json
+
+        info = read_json(run_dir / "run.json", "run.json")
+        info.setdefault("slurm_jobs", []).append(record)
+        write_json(run_dir / "run.json", info)
+    return {"run_dir": str(run_dir), "script": str(script_path), "job_id": job_id}
+
+
+def job_states(job_ids: list[str]) -> dict[str, str]:
+    """SLURM states of jobs (PENDING, RUNNING, ...) from squeue; empty when SLURM is not reachable."""
+    squeue = shutil.which("squeue")
+    if not job_ids or squeue is None:
+        return {}
+    try:
+        proc = subprocess.run([squeue, "-h", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    states = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+def annotate(rows: list[dict[str, Any]]) -> None:
+    """Add live SLURM states to `textlab runs` rows of submitted jobs."""
+    ids = [r["slurm"]["job_id"] for r in rows if isinstance(r.get("slurm"), dict) and r["slurm"].get("job_id")]
+    states = job_states(ids)
+    for r in rows:
+        job = r.get("slurm") if isinstance(r.get("slurm"), dict) else None
+        if not job:
+            continue
+        state = states.get(str(job.get("job_id")))
+        r["slurm_state"] = state
+        if r.get("status") in ("queued", "stale", "interrupted") and state:
+            r["status"] = {"PENDING": "queued", "RUNNING": "running", "REQUEUED": "queued",
+                           "CONFIGURING": "queued", "COMPLETING": "running"}.get(state, state.lower())
+        elif r.get("status") == "queued" and not state and ids and states is not None:
+            r["status"] = "queued?"  # squeue does not know the job (finished before it wrote run.json, or no SLURM here)
