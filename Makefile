@@ -22,7 +22,7 @@ demo: $(STAMP)
 	TEXTLAB_RUNS=$${TEXTLAB_RUNS:-runs} bash scripts/demo.sh
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slurm"
 
 # SLURM integration: installs slurm-wlm + munge (Debian, needs root), starts a one-node cluster on
 # localhost and runs the tests marked `slurm` (about 2 minutes); they skip with a reason where
