@@ -15,7 +15,7 @@ def test_torchrun_two_processes(toy_env, tmp_path):
     runs = tmp_path / "runs"
     digests = tmp_path / "digests"
     digests.mkdir()
-    env = dict(toy_env, TEXTLAB_RUNS=str(runs), TOY_RANK_OUT=str(digests), OMP_NUM_THREADS="1")
+    env = dict(toy_env, TEXTLAB_RUNS=str(runs), TEXTLAB_RANK_DIGEST=str(digests), OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "textlab", "train", "toy", "--steps", "24", "--threads", "1"],

@@ -287,6 +287,7 @@ def fit(run: Any, model: Any, optimizer: Any, *,
     if stopped == "interrupted":
         save("last")
     run.update(steps=st["step"], stopped=stopped, train_time=round(st["train_time"], 3))
+    distributed.write_digest(model)
     if stopped != "interrupted":
         status(f"{stopped}: step {st['step']}, best {monitor} = {st['best']} at step {st['best_step']}")
     return FitResult(st["step"], st["epoch"], st["best"], st["best_step"], stopped, st["train_time"])
