@@ -11,6 +11,7 @@ is read only by `evaluate_artifact`.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ def settings_for(model: str, options: dict) -> dict:
     """The training settings: the model's defaults, overridden by every option that is set."""
     base = dict(TRAIN_DEFAULTS.get(model, TRAIN_DEFAULTS["rnn"]))
     base.update({k: v for k, v in options.items() if k in base and v is not None})
+    if not base["lr"] > 0:
+        raise textlab.UsageError(f"--lr must be positive, not {base['lr']}")
     return base
 
 
@@ -163,11 +166,13 @@ def sparse_params(net: Any) -> list:
     return [p for m in net.modules() if getattr(m, "sparse", False) for p in m.parameters(recurse=False)]
 
 
-def mixed_adam(net: Any, lr: float) -> Any:
+def mixed_adam(net: Any, lr: float, clip: float | None = 1.0) -> Any:
     """Adam for the dense parameters and SparseAdam for the sparse ones, as one optimizer.
 
-    Dense Adam cannot take sparse gradients, and updating a million-row n-gram table densely on
-    every step would cost more than the whole model; SparseAdam touches only the rows in the batch.
+    Dense Adam cannot take sparse gradients, and updating a whole embedding table (or a
+    million-row n-gram table) on every step costs more than the recurrence; SparseAdam touches
+    only the rows in the batch. The dense gradients are clipped to norm `clip` first (the shared
+    loop's clipping does not take sparse gradients).
     """
     import torch
 
@@ -182,6 +187,8 @@ def mixed_adam(net: Any, lr: float) -> Any:
             self.param_groups = self.dense.param_groups + self.sparse.param_groups
 
         def step(self, closure: Any = None) -> None:
+            if clip:
+                torch.nn.utils.clip_grad_norm_([p for g in self.dense.param_groups for p in g["params"]], clip)
             self.dense.step()
             self.sparse.step()
 
@@ -195,6 +202,8 @@ def mixed_adam(net: Any, lr: float) -> Any:
         def load_state_dict(self, state: dict) -> None:
             self.dense.load_state_dict(state["dense"])
             self.sparse.load_state_dict(state["sparse"])
+            # loading replaces the inner groups: share them again, or the lr schedule would be lost
+            self.param_groups = self.dense.param_groups + self.sparse.param_groups
 
     return MixedAdam()
 
@@ -203,6 +212,8 @@ def make_optimizer(net: Any, settings: dict, total_steps: int) -> tuple[Any, Any
     """Adam (SparseAdam for sparse layers), Adagrad or SGD; linear warmup, then linear decay to 0."""
     import torch
 
+    # torch's sparse Adagrad warns on every run that it skips invariant checks: noise for users
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
     name = settings["optimizer"]
     if name == "adam" and sparse_params(net):
         opt = mixed_adam(net, settings["lr"])
