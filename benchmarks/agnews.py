@@ -1,0 +1,236 @@
+"""AG News benchmark: the notebook's baseline, textlab's default, the bow model, TF-IDF + LR.
+
+    python benchmarks/agnews.py                  # real data (../shared/data/agnews), 2 threads, ~30 min
+    python benchmarks/agnews.py --quick          # the generated sample: checks the script in ~2 minutes
+
+Every row runs in a child process on the same train rows (the train split minus the seeded,
+stratified 5% valid split) and is scored on the full test split:
+  * baseline  `textlab train agnews --rnn rnn --no-bidirectional --hidden-dim 256 --aggregation mean
+               --min-count 25 --epochs 5 --ngram-dim 0` (the homework notebook's vanilla RNN)
+  * default   `textlab train agnews` (textlab's default configuration)
+  * bow       `textlab train agnews --model bow`
+  * tfidf     scikit-learn TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2) +
+              LogisticRegression(C=10) on the raw text (the outside anchor)
+Test accuracy comes from `textlab eval RUN --json`. Peak memory is the child's own ru_maxrss
+(`os.wait4` returns the resource usage of exactly that child). The whole benchmark holds
+/tmp/textlab-bench.lock, and records os.getloadavg() before and after every row.
+--quick does not take the lock (its timings mean nothing).
+Results: a rich table on stdout and benchmarks/results/agnews.json (agnews-quick.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "agnews"
+LOCK = "/tmp/textlab-bench.lock"
+
+ROWS = {
+    "baseline": ["--rnn", "rnn", "--no-bidirectional", "--hidden-dim", "256", "--aggregation", "mean",
+                 "--min-count", "25", "--epochs", "5", "--ngram-dim", "0"],
+    "default": [],
+    "bow": ["--model", "bow"],
+}
+LABELS = {
+    "baseline": "notebook baseline (vanilla RNN 256, mean pool, min count 25, 5 epochs)",
+    "default": "textlab default (textlab train agnews)",
+    "bow": "bow (textlab train agnews --model bow)",
+    "tfidf": "TF-IDF (1-2 grams) + logistic regression",
+}
+
+
+@contextlib.contextmanager
+def bench_lock():
+    with open(LOCK, "w") as fh:
+        print(f"waiting for {LOCK} ...", file=sys.stderr, flush=True)
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_measured(cmd: list[str], env: dict) -> dict:
+    """Run a command; its wall time, exit code, output, load averages and its own peak RSS (os.wait4)."""
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    out_f = open(Path(env["BENCH_TMP"]) / "stdout.txt", "w+")
+    err_f = open(Path(env["BENCH_TMP"]) / "stderr.txt", "w+")
+    proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - t0
+    out_f.seek(0)
+    err_f.seek(0)
+    out, err = out_f.read(), err_f.read()
+    out_f.close()
+    err_f.close()
+    return {"cmd": cmd, "code": proc.returncode, "out": out, "err": err[-3000:], "seconds": seconds,
+            "peak_rss_mb": usage.ru_maxrss / 1024, "load_before": [round(x, 2) for x in load0],
+            "load_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def textlab_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "textlab", *args]
+
+
+def train_row(name: str, data: str, threads: int, env: dict, extra: list[str]) -> dict:
+    res = run_measured(textlab_cmd("train", "agnews", "--data", data, "--threads", str(threads), "--json",
+                                   "--name", f"bench-{name}", *ROWS[name], *extra), env)
+    if res["code"] != 0:
+        raise SystemExit(f"{name}: training failed:\n{res['err']}")
+    out = json.loads(res["out"])
+    run = Path(out["run"])
+    info = json.loads((run / "run.json").read_text())
+    evaluation = run_measured(textlab_cmd("eval", str(run), "--json", "--threads", str(threads)), env)
+    if evaluation["code"] != 0:
+        raise SystemExit(f"{name}: eval failed:\n{evaluation['err']}")
+    report = json.loads(evaluation["out"])
+    epochs = info["settings"]["epochs"]
+    return {
+        "row": name, "label": LABELS[name], "test_rows": report["rows"], "command": " ".join(["textlab", "train", "agnews", "--data", data,
+                                                                 "--threads", str(threads), *ROWS[name], *extra]),
+        "run": str(run), "test_accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+        "best_valid_accuracy": info["best"]["value"], "best_epoch": info["best"].get("epoch"),
+        "epochs": epochs, "train_seconds": info["train_time"], "seconds_per_epoch": info["train_time"] / epochs,
+        "seconds_to_best": info.get("best_time"), "total_seconds": res["seconds"], "peak_rss_mb": res["peak_rss_mb"],
+        "settings": info["settings"], "load_before": res["load_before"], "load_after": res["load_after"],
+    }
+
+
+def tfidf_main(args: argparse.Namespace) -> None:
+    """Child process: fit TF-IDF + LR on the same train rows, print test accuracy as JSON."""
+    import numpy as np
+    import torch
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    sys.path.insert(0, str(REPO / "plugins"))
+    from textlab_agnews import data as D
+
+    source = D.resolve(args.data)
+    train = D.load_rows(source, "train")
+    test = D.load_rows(source, "test")
+    train_idx, valid_idx = D.split_valid(torch.tensor(train["label"]), 0.05)
+    t0 = time.perf_counter()
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+    x = vec.fit_transform([train["text"][i] for i in train_idx.tolist()])
+    y = np.array(train["label"])
+    clf = LogisticRegression(C=10, max_iter=1000).fit(x, y[train_idx.numpy()])
+    fit_seconds = time.perf_counter() - t0
+    valid_acc = float((clf.predict(vec.transform([train["text"][i] for i in valid_idx.tolist()])) == y[valid_idx.numpy()]).mean())
+    test_acc = float((clf.predict(vec.transform(test["text"])) == np.array(test["label"])).mean())
+    print(json.dumps({"test_accuracy": test_acc, "test_rows": len(test["label"]), "valid_accuracy": valid_acc, "fit_seconds": fit_seconds,
+                      "features": len(vec.vocabulary_)}))
+
+
+def tfidf_row(data: str, threads: int, env: dict) -> dict:
+    env = dict(env, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    res = run_measured([sys.executable, __file__, "--tfidf-child", "--data", data], env)
+    if res["code"] != 0:
+        raise SystemExit(f"tfidf failed:\n{res['err']}")
+    out = json.loads(res["out"].strip().splitlines()[-1])
+    return {"row": "tfidf", "label": LABELS["tfidf"], "command": f"{Path(__file__).name} --tfidf-child --data {data}",
+            "test_accuracy": out["test_accuracy"], "test_rows": out["test_rows"], "best_valid_accuracy": out["valid_accuracy"], "epochs": None,
+            "train_seconds": out["fit_seconds"], "seconds_per_epoch": None, "seconds_to_best": out["fit_seconds"],
+            "total_seconds": res["seconds"], "peak_rss_mb": res["peak_rss_mb"], "features": out["features"],
+            "load_before": res["load_before"], "load_after": res["load_after"]}
+
+
+def show(rows: list[dict], targets: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"AG News: accuracy on the full test split ({rows[0]['test_rows']:,} rows); same train rows for every model")
+    for col in ("model", "test acc", "valid acc", "s / epoch", "s to best", "total s", "peak MB", "load 1m before→after"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        t.add_row(r["label"], f"{r['test_accuracy']:.4f}", f"{r['best_valid_accuracy']:.4f}",
+                  f"{r['seconds_per_epoch']:.0f}" if r["seconds_per_epoch"] else "-",
+                  f"{r['seconds_to_best']:.0f}" if r["seconds_to_best"] else "-", f"{r['total_seconds']:.0f}",
+                  f"{r['peak_rss_mb']:.0f}", f"{r['load_before'][0]:.2f}→{r['load_after'][0]:.2f}")
+    console = Console(width=160 if not sys.stdout.isatty() else None)
+    console.print(t)
+    tt = Table(title="targets")
+    tt.add_column("target")
+    tt.add_column("measured")
+    tt.add_column("met")
+    for name, (text, met) in targets.items():
+        tt.add_row(name, text, "[green]yes[/green]" if met else "[red]no[/red]")
+    console.print(tt)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="AG News folder (default: ../shared/data/agnews; --quick: sample)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="the generated sample, 2 epochs: checks the script works")
+    ap.add_argument("--only", default="baseline,default,bow,tfidf", help="comma-separated rows to run")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--tfidf-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.data = args.data or ("sample" if args.quick else str(DATA))
+    if args.tfidf_child:
+        tfidf_main(args)
+        return
+    out_path = args.out or REPO / "benchmarks" / "results" / ("agnews-quick.json" if args.quick else "agnews.json")
+    extra = ["--epochs", "2"] if args.quick else []
+    bench_root = REPO / "benchmarks" / "runs"
+    tmp = bench_root / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TEXTLAB_RUNS=str(bench_root), TEXTLAB_PROGRESS="0", BENCH_TMP=str(tmp),
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    wanted = [r.strip() for r in args.only.split(",") if r.strip()]
+    rows = []
+    # timings hold the shared benchmark lock; --quick only checks that the script works
+    with (contextlib.nullcontext() if args.quick else bench_lock()):
+        prep = run_measured(textlab_cmd("prep", "agnews", "--data", args.data, "--json"), env)  # cached tokens
+        if prep["code"] != 0:
+            raise SystemExit(prep["err"])
+        for name in wanted:
+            print(f"[{datetime.now():%H:%M:%S}] {name} (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+            row = tfidf_row(args.data, args.threads, env) if name == "tfidf" else \
+                train_row(name, args.data, args.threads, env, extra)
+            rows.append(row)
+            print(f"  test accuracy {row['test_accuracy']:.4f}, {row['total_seconds']:.0f} s, "
+                  f"peak {row['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    by = {r["row"]: r for r in rows}
+    targets = {}
+    if "tfidf" in by:
+        anchor = by["tfidf"]["test_accuracy"]
+        if "default" in by:
+            d = by["default"]
+            targets["default beats TF-IDF + LR (test)"] = (f"{d['test_accuracy']:.4f} vs {anchor:.4f}", d["test_accuracy"] > anchor)
+            targets["default reaches its best checkpoint < 15 min"] = (f"{d['seconds_to_best']:.0f} s", d["seconds_to_best"] < 900)
+        if "bow" in by:
+            b = by["bow"]
+            targets["bow beats TF-IDF + LR (test)"] = (f"{b['test_accuracy']:.4f} vs {anchor:.4f}", b["test_accuracy"] > anchor)
+            targets["bow trains in < 2 min (whole command)"] = (f"{b['total_seconds']:.0f} s", b["total_seconds"] < 120)
+    show(rows, targets)
+    result = {
+        "benchmark": "agnews", "quick": args.quick, "data": args.data, "threads": args.threads,
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"), "host": platform.node(),
+        "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "command": " ".join(["python", "benchmarks/agnews.py", *sys.argv[1:]]),
+        "prep_seconds": prep["seconds"],
+        "memory_note": "peak_rss_mb: the child process's own ru_maxrss (os.wait4), including Python, torch and the data",
+        "rows": rows, "targets": {k: {"measured": v[0], "met": v[1]} for k, v in targets.items()},
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

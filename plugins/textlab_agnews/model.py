@@ -1,0 +1,185 @@
+"""The models of the agnews task.
+
+Every model of the task (also one a third party registers with `textlab_models`) is built by
+`build(config, vocab)` and maps `(tokens [B, T] int64, right-padded with 0, lengths [B])` to
+logits `[B, num_classes]`. The train verb fills the config dataclass from its options by field
+name (`vocab_size`, `num_classes`, `emb_dim`, `hidden_dim`, `dropout`...), so a new model only
+declares the fields it uses.
+
+- `rnn`: embedding -> RNN / GRU / LSTM (`--rnn`, `--layers`, `--bidirectional`) -> pooling over
+  the real tokens only (`max`, `mean` or `last` state; `--concat-last` adds the last state to
+  max/mean) -> dropout -> linear. Rows of a batch that are shorter than the batch are packed, so
+  padding never enters the recurrence, the pooling or the last state (the backward direction
+  starts at each row's real last token). With `ngram_dim > 0` the linear layer also sees a bag
+  of word and hashed n-gram embeddings (a "wide and deep" model).
+- `bow`: fastText-style: the average of word embeddings and hashed bigram embeddings
+  (`ngrams=2`; 3 adds trigrams) -> linear. Its dropout leaves words and n-grams out of the
+  average while training. Sparse gradients: it trains with Adagrad (or SGD).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RNNConfig:
+    vocab_size: int = 20_000
+    num_classes: int = 4
+    rnn: str = "gru"  # rnn | gru | lstm
+    emb_dim: int = 128
+    hidden_dim: int = 128
+    layers: int = 1
+    bidirectional: bool = True
+    aggregation: str = "max"  # max | mean | last
+    concat_last: bool = False
+    dropout: float = 0.3
+    ngram_dim: int = 0  # > 0: add a bag-of-n-grams branch of this size beside the recurrent features
+    buckets: int = 1_000_000
+    ngrams: int = 2
+
+
+@dataclass
+class BowConfig:
+    vocab_size: int = 20_000
+    num_classes: int = 4
+    emb_dim: int = 32
+    buckets: int = 1_000_000  # hashed n-gram embeddings
+    ngrams: int = 2  # 1: words only, 2: + bigrams, 3: + trigrams
+    dropout: float = 0.3  # share of words and n-grams left out of each average while training
+
+
+def padding_mask(lengths, steps: int):
+    """[B, T] True where a position holds a real token."""
+    import torch
+
+    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def build_rnn(config: RNNConfig, vocab=None):
+    import torch
+    from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    cells = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+    if config.rnn not in cells:
+        import textlab
+
+        raise textlab.UsageError(f"unknown --rnn {config.rnn!r}", hint="use rnn, gru or lstm")
+    if config.aggregation not in ("max", "mean", "last"):
+        import textlab
+
+        raise textlab.UsageError(f"unknown --aggregation {config.aggregation!r}", hint="use max, mean or last")
+
+    class RNNClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            c = config
+            # sparse gradients: Adam then updates only the rows of the words in the batch (dense
+            # Adam over the whole table took a quarter of each step; README, "Where the time goes")
+            self.embedding = nn.Embedding(c.vocab_size, c.emb_dim, padding_idx=0, sparse=True)
+            self.rnn = cells[c.rnn](c.emb_dim, c.hidden_dim, num_layers=c.layers, batch_first=True,
+                                    bidirectional=c.bidirectional, dropout=c.dropout if c.layers > 1 else 0.0)
+            width = c.hidden_dim * (2 if c.bidirectional else 1)
+            self.dropout = nn.Dropout(c.dropout)
+            both = c.concat_last and c.aggregation != "last"
+            self.ngram = ngram_bag(c.vocab_size, c.ngram_dim, c.buckets, c.ngrams, c.dropout) if c.ngram_dim else None
+            self.out = nn.Linear(width * (2 if both else 1) + c.ngram_dim, c.num_classes)
+
+        def forward(self, tokens, lengths):
+            c = config
+            x = self.dropout(self.embedding(tokens))
+            lengths = lengths.to(tokens.device)
+            padded = bool(lengths.min() < tokens.shape[1])
+            if padded:  # pack: the recurrence never sees a pad, in either direction
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                out, state = self.rnn(packed)
+            else:  # every row is full length (most batches: they are bucketed by length)
+                seq, state = self.rnn(x)
+            if c.rnn == "lstm":
+                state = state[0]
+            dirs = 2 if c.bidirectional else 1
+            # state: [layers * dirs, B, H]; the top layer's forward (and backward) final states
+            last = torch.cat(list(state[-dirs:]), dim=1)
+            feats = []
+            if c.aggregation != "last":
+                if padded:
+                    seq, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
+                mask = padding_mask(lengths, seq.shape[1])[:, :, None]
+                if c.aggregation == "max":
+                    feats.append(seq.masked_fill(~mask, float("-inf")).amax(dim=1))
+                else:
+                    feats.append((seq * mask).sum(dim=1) / lengths[:, None].clamp(min=1))
+            if c.aggregation == "last" or c.concat_last:
+                feats.append(last)
+            feats = self.dropout(torch.cat(feats, dim=1))
+            if self.ngram is not None:
+                feats = torch.cat([feats, self.ngram(tokens, lengths)], dim=1)
+            return self.out(feats)
+
+    return RNNClassifier()
+
+
+def ngram_ids(tokens, lengths, vocab_size: int, buckets: int, ngrams: int):
+    """Word ids, then hashed bigram (and trigram) ids offset by `vocab_size`, and their mask."""
+    import torch
+
+    steps = tokens.shape[1]
+    mask = padding_mask(lengths, steps)
+    ids, masks = [tokens], [mask]
+    h = tokens
+    for n in range(2, ngrams + 1):
+        if steps < n:
+            break
+        h = h[:, :-1] * 1_000_003 + tokens[:, n - 1:]
+        ids.append(vocab_size + torch.remainder(h * (n * 2_654_435_761), buckets))
+        masks.append(mask[:, n - 1:])
+    return torch.cat(ids, dim=1), torch.cat(masks, dim=1)
+
+
+def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: float):
+    """The average of word and hashed n-gram embeddings: `(tokens, lengths) -> [B, dim]`.
+
+    While training, `dropout` leaves a share of the words and n-grams out of each average (every
+    text keeps its first word). The table is large and each text touches a few rows of it, so its
+    gradients are sparse.
+    """
+    import torch
+    from torch import nn
+
+    class NgramBag(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bag = nn.EmbeddingBag(vocab_size + (buckets if ngrams > 1 else 0), dim, mode="mean", sparse=True)
+            nn.init.uniform_(self.bag.weight, -1.0 / dim, 1.0 / dim)
+
+        @property
+        def weight(self):
+            return self.bag.weight
+
+        def forward(self, tokens, lengths):
+            ids, mask = ngram_ids(tokens, lengths.to(tokens.device), vocab_size, buckets, ngrams)
+            if self.training and dropout > 0:
+                keep = torch.rand(mask.shape, device=mask.device) >= dropout
+                keep[:, 0] = True
+                mask = mask & keep
+            counts = mask.sum(dim=1)
+            return self.bag(ids[mask], torch.cumsum(counts, dim=0) - counts)
+
+    return NgramBag()
+
+
+def build_bow(config: BowConfig, vocab=None):
+    from torch import nn
+
+    class BagOfNgrams(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            c = config
+            self.embedding = ngram_bag(c.vocab_size, c.emb_dim, c.buckets, c.ngrams, c.dropout)
+            self.out = nn.Linear(c.emb_dim, c.num_classes)
+
+        def forward(self, tokens, lengths):
+            return self.out(self.embedding(tokens, lengths))
+
+    return BagOfNgrams()

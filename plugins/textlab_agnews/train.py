@@ -1,0 +1,412 @@
+"""Training and evaluation of agnews models, as plain functions (the CLI verbs call these).
+
+    result = train_model(run, data="sample", model="rnn", rnn="lstm", epochs=2)
+    report = evaluate_artifact(artifact, split="test")
+
+Training uses the shared loop (`textlab.fit`): train and valid accuracy and loss every half
+epoch, best.pt by valid accuracy, exact resume, several processes under torchrun. The test split
+is read only by `evaluate_artifact`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import textlab
+
+from . import data as D
+
+# Training settings per model, used for every option left unset on the command line. A model a
+# third party registers gets the `rnn` settings. How these were chosen: README, "Defaults".
+TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "rnn": {"lr": 2e-3, "epochs": 6, "batch_size": 64, "max_len": 64, "min_count": 2, "optimizer": "adam",
+            "warmup": 0.02},
+    "bow": {"lr": 0.2, "epochs": 5, "batch_size": 32, "max_len": 128, "min_count": 1, "optimizer": "adagrad",
+            "warmup": 0.0},
+}
+MODEL_FIELDS = ("rnn", "emb_dim", "hidden_dim", "layers", "bidirectional", "aggregation", "concat_last", "dropout",
+                "ngram_dim", "buckets", "ngrams")
+
+
+def settings_for(model: str, options: dict) -> dict:
+    """The training settings: the model's defaults, overridden by every option that is set."""
+    base = dict(TRAIN_DEFAULTS.get(model, TRAIN_DEFAULTS["rnn"]))
+    base.update({k: v for k, v in options.items() if k in base and v is not None})
+    if not base["lr"] > 0:
+        raise textlab.UsageError(f"--lr must be positive, not {base['lr']}")
+    return base
+
+
+# ============================================================================ data for a run
+def load_training_data(source: textlab.Source, *, min_count: int, valid_fraction: float,
+                       split_seed: int = D.SPLIT_SEED) -> dict:
+    """Prepared train split, the valid split carved from it, the (cached) vocabulary, encodings."""
+    prep = D.prepare(source, "train")
+    train_idx, valid_idx = D.split_valid(prep.labels, valid_fraction, split_seed)
+    vocab, vocab_path, cached = D.get_vocab(source, prep, train_idx, min_count=min_count,
+                                            valid_fraction=valid_fraction, split_seed=split_seed)
+    note = (f"vocabulary: {len(vocab):,} entries (min count {min_count}) "
+            f"{'from the cache' if cached else 'built and cached'}: {vocab_path}")
+    enc = D.encode(prep, vocab)
+    return {"prep": prep, "vocab": vocab, "train": subset(enc, train_idx), "valid": subset(enc, valid_idx), "note": note}
+
+
+def subset(enc: D.Encoded, rows: Any) -> D.Encoded:
+    """The rows `rows` of an encoded split (kept in their original order), as an encoded split of their own."""
+    import torch
+
+    rows = torch.sort(rows).values
+    lengths = enc.lengths[rows]
+    offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    keep = torch.zeros(len(enc), dtype=torch.bool)
+    keep[rows] = True
+    ids = enc.ids[torch.repeat_interleave(keep, enc.lengths)]
+    return D.Encoded(ids, offsets, enc.labels[rows])
+
+
+# ============================================================================ embeddings from a file
+def read_word2vec(path: Path, vocab: textlab.Vocab, dim: int | None = None) -> tuple[Any, Any, int]:
+    """Vectors of the vocabulary's words from a word2vec text file (`N D` header optional, .gz ok).
+
+    -> (matrix [len(vocab), D], found mask [len(vocab)], D). A word missing in the exact spelling
+    is looked up lowercased. Malformed lines are one DataError naming the line.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise textlab.DataError(f"--init-embeddings: no such file: {path}")
+    want = {w: i for i, w in enumerate(vocab.itos)}
+    rows: dict[int, list[float]] = {}
+    lower_rows: dict[int, list[float]] = {}
+    for n, line in enumerate(textlab.iter_lines(path), 1):
+        parts = line.rstrip().split(" ")
+        if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+            dim = dim or int(parts[1])
+            continue
+        if not line.strip():
+            continue
+        if dim is None:
+            dim = len(parts) - 1
+        if len(parts) != dim + 1:
+            raise textlab.DataError(f"--init-embeddings {path}: line {n} has {len(parts) - 1} numbers, expected {dim}")
+        word = parts[0]
+        i = want.get(word)
+        target = rows
+        if i is None:
+            i = want.get(word.lower())
+            target = lower_rows
+        if i is None or i in rows:
+            continue
+        try:
+            target.setdefault(i, [float(x) for x in parts[1:]])
+        except ValueError:
+            raise textlab.DataError(f"--init-embeddings {path}: line {n} has a value that is not a number") from None
+    if dim is None:
+        raise textlab.DataError(f"--init-embeddings {path} holds no vectors")
+    matrix = torch.zeros(len(vocab), dim)
+    found = torch.zeros(len(vocab), dtype=torch.bool)
+    for i, vec in {**lower_rows, **rows}.items():
+        matrix[i] = torch.tensor(vec)
+        found[i] = True
+    return matrix, found, dim
+
+
+def read_word2vec_dim(path: Path) -> int:
+    """The vector size of a word2vec text file (from its `N D` header, else its first vector)."""
+    path = Path(path)
+    if not path.is_file():
+        raise textlab.DataError(f"--init-embeddings: no such file: {path}")
+    for line in textlab.iter_lines(path):
+        parts = line.rstrip().split(" ")
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            return int(parts[1])
+        if len(parts) > 1:
+            return len(parts) - 1
+    raise textlab.DataError(f"--init-embeddings {path} holds no vectors")
+
+
+def init_embeddings(net: Any, path: Path, vocab: textlab.Vocab) -> dict:
+    """Copy vectors from a word2vec text file into the model's `embedding` layer (found words only)."""
+    import torch
+
+    layer = getattr(net, "embedding", None)
+    weight = getattr(layer, "weight", None)
+    if weight is None or weight.dim() != 2 or weight.shape[0] < len(vocab):
+        raise textlab.UsageError("--init-embeddings: this model has no `embedding` layer with a row per word")
+    matrix, found, dim = read_word2vec(path, vocab)
+    if dim != weight.shape[1]:
+        raise textlab.UsageError(f"--init-embeddings {path} has {dim}-dimensional vectors but the model's embedding "
+                                 f"has {weight.shape[1]}", hint=f"pass --emb-dim {dim}")
+    found[D.PAD] = False
+    with torch.no_grad():
+        weight[: len(vocab)][found] = matrix[found].to(weight.dtype)
+    words = len(vocab) - len(D.SPECIALS)
+    share = int(found.sum()) / max(1, words)
+    note = f"--init-embeddings: {int(found.sum()):,} of {words:,} vocabulary words ({share:.1%}) from {path}"
+    return {"file": str(path), "found": int(found.sum()), "words": words, "note": note}
+
+
+# ============================================================================ training
+def build_model(model: str, options: dict, vocab: textlab.Vocab, overrides: dict | None = None) -> tuple[Any, Any]:
+    """The registered model `model`, its config filled from the options that are set."""
+    spec = textlab.registry().model("agnews", model)
+    fields = {k: v for k, v in options.items() if k in MODEL_FIELDS and v is not None}
+    fields.update(vocab_size=len(vocab), num_classes=len(D.CLASSES))
+    config = textlab.make_config(spec.config, fields, overrides)
+    return spec.build(config, vocab), config
+
+
+def sparse_params(net: Any) -> list:
+    """Parameters that get sparse gradients (embedding bags of hashed n-grams)."""
+    return [p for m in net.modules() if getattr(m, "sparse", False) for p in m.parameters(recurse=False)]
+
+
+def mixed_adam(net: Any, lr: float, clip: float | None = 1.0) -> Any:
+    """Adam for the dense parameters and SparseAdam for the sparse ones, as one optimizer.
+
+    Dense Adam cannot take sparse gradients, and updating a whole embedding table (or a
+    million-row n-gram table) on every step costs more than the recurrence; SparseAdam touches
+    only the rows in the batch. The dense gradients are clipped to norm `clip` first (the shared
+    loop's clipping does not take sparse gradients).
+    """
+    import torch
+
+    sparse = {id(p) for p in sparse_params(net)}
+
+    class MixedAdam(torch.optim.Optimizer):
+        def __init__(self) -> None:
+            params = list(net.parameters())
+            self.dense = torch.optim.Adam([p for p in params if id(p) not in sparse], lr=lr)
+            self.sparse = torch.optim.SparseAdam([p for p in params if id(p) in sparse], lr=lr)
+            super().__init__([{"params": []}], {"lr": lr})
+            self.param_groups = self.dense.param_groups + self.sparse.param_groups
+
+        def step(self, closure: Any = None) -> None:
+            if clip:
+                torch.nn.utils.clip_grad_norm_([p for g in self.dense.param_groups for p in g["params"]], clip)
+            self.dense.step()
+            self.sparse.step()
+
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            self.dense.zero_grad(set_to_none=set_to_none)
+            self.sparse.zero_grad(set_to_none=set_to_none)
+
+        def state_dict(self) -> dict:
+            return {"dense": self.dense.state_dict(), "sparse": self.sparse.state_dict()}
+
+        def load_state_dict(self, state: dict) -> None:
+            self.dense.load_state_dict(state["dense"])
+            self.sparse.load_state_dict(state["sparse"])
+            # loading replaces the inner groups: share them again, or the lr schedule would be lost
+            self.param_groups = self.dense.param_groups + self.sparse.param_groups
+
+    return MixedAdam()
+
+
+def make_optimizer(net: Any, settings: dict, total_steps: int) -> tuple[Any, Any]:
+    """Adam (SparseAdam for sparse layers), Adagrad or SGD; linear warmup, then linear decay to 0."""
+    import torch
+
+    # torch's sparse Adagrad warns on every run that it skips invariant checks: noise for users
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+    name = settings["optimizer"]
+    if name == "adam" and sparse_params(net):
+        opt = mixed_adam(net, settings["lr"])
+    else:
+        kinds = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+        opt = kinds[name](net.parameters(), lr=settings["lr"])
+    warm = max(1, int(settings["warmup"] * total_steps)) if settings["warmup"] else 0
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        return max(0.0, 1.0 - (step - warm) / max(1, total_steps - warm))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def predict(net: Any, enc: D.Encoded, *, max_len: int, batch_size: int = 512, device: Any = "cpu") -> tuple[Any, float]:
+    """Predicted classes for every row of `enc` (in order) and the mean cross-entropy."""
+    import torch
+
+    order = torch.sort(enc.lengths, stable=True).indices
+    preds = torch.empty(len(enc), dtype=torch.int64)
+    loss = 0.0
+    with torch.no_grad():
+        for rows in torch.split(order, batch_size):
+            tokens, lengths = enc.batch(rows, max_len)
+            logits = net(tokens.to(device), lengths.to(device)).float()
+            y = enc.labels[rows].to(device)
+            loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+            preds[rows] = logits.argmax(1).cpu()
+    return preds, loss / max(1, len(enc))
+
+
+def train_model(run: textlab.Run, *, data: str = "ag_news", model: str = "rnn", valid_fraction: float = 0.05,
+                init_embeddings_path: Path | None = None, patience: int | None = None,
+                max_steps: int | None = None, time_budget: float | None = None, model_config: list[str] | None = None, **options: Any) -> dict:
+    """Train one agnews model into `run`. `options`: the model fields and training settings."""
+    import torch
+
+    t0 = time.perf_counter()
+    settings = settings_for(model, options)
+    source = D.resolve(data)
+    loaded = load_training_data(source, min_count=settings["min_count"], valid_fraction=valid_fraction)
+    vocab, train, valid = loaded["vocab"], loaded["train"], loaded["valid"]
+    overrides = parse_overrides(model_config)
+    net, config = build_model(model, {**options, **settings}, vocab, overrides)
+    max_len, batch_size = settings["max_len"], settings["batch_size"]
+    device = run.device
+
+    def batches(epoch: int) -> list:
+        g = torch.Generator().manual_seed(run.seed * 1_000_003 + epoch)
+        return textlab.distributed.shard(D.bucket_batches(train.lengths.clamp(max=max_len), batch_size, g))
+
+    steps = len(batches(0)) * settings["epochs"]
+    optimizer, scheduler = make_optimizer(net, settings, steps)
+    emb_info = init_embeddings(net, init_embeddings_path, vocab) if init_embeddings_path and not run.resumed else None
+
+    def step(net: Any, rows: Any) -> dict:
+        tokens, lengths = train.batch(rows, max_len)
+        y = train.labels[rows].to(device)
+        logits = net(tokens.to(device), lengths.to(device))
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return {"loss": loss, "n": len(rows), "units": int(lengths.sum()),
+                "accuracy": (logits.argmax(1) == y).float().mean()}
+
+    def evaluate(net: Any) -> dict:
+        preds, loss = predict(net, valid, max_len=max_len, device=device)
+        return {"loss": loss, "accuracy": float((preds == valid.labels).float().mean())}
+
+    extra = {"data": _data_ref(source, data), "classes": list(D.CLASSES), "max_len": max_len,
+             "min_count": settings["min_count"], "valid_fraction": valid_fraction, "split_seed": D.SPLIT_SEED,
+             "cleaning": D.CLEANING, "settings": settings}
+    run.update(settings=settings, data_rows={"train": len(train), "valid": len(valid)}, vocab_size=len(vocab),
+               init_embeddings=emb_info, prep_seconds=round(time.perf_counter() - t0, 2))
+    # status lines only now that every input is checked: a bad input stays one line on stderr
+    for note in (loaded["note"], (emb_info or {}).get("note")):
+        if note:
+            textlab.status(note)
+    textlab.status(f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters; {len(train):,} train rows, "
+                   f"{len(valid):,} valid rows; {steps:,} steps")
+    result = textlab.fit(run, net, optimizer, batches=batches, step=step, evaluate=evaluate,
+                         meta={"model": model, "config": config, "vocab": vocab.to_dict(), "extra": extra},
+                         epochs=settings["epochs"], evals_per_epoch=2, monitor="valid/accuracy", patience=patience, max_steps=max_steps,
+                         time_budget=time_budget, scheduler=scheduler,
+                         grad_clip=None if sparse_params(net) else 1.0, unit="tok",
+                         description=f"train agnews {run.info.get('model')}")
+    best_time = _best_time(run)
+    run.update(best_time=best_time)
+    return {"best_valid_accuracy": result.best, "best_step": result.best_step, "steps": result.step,
+            "stopped": result.stopped, "train_time": round(result.train_time, 2), "best_time": best_time}
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise textlab.UsageError(f"--model-config {item!r} must look like KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _data_ref(source: textlab.Source, data: str) -> str:
+    """What `--data` named, with a local path made absolute so eval finds it from anywhere."""
+    return str(Path(source.path).resolve()) if source.kind == "local" else data
+
+
+def _best_time(run: textlab.Run) -> float | None:
+    """Wall-clock seconds from the start of the run to the valid eval that wrote best.pt."""
+    best = (run.info.get("best") or {}).get("step")
+    for rec in run.metrics():
+        if rec["split"] == "valid" and rec["name"] == "accuracy" and rec["step"] == best:
+            return rec["time"]
+    return None
+
+
+# ============================================================================ evaluation
+def evaluate_artifact(artifact: textlab.Artifact, *, data: str | None = None, split: str = "test",
+                      batch_size: int = 512) -> dict:
+    """Accuracy, per-class precision / recall / F1 and the confusion matrix of a checkpoint on a split."""
+    import torch
+
+    if artifact.task != "agnews":
+        raise textlab.CheckpointError(f"{artifact.path} is a checkpoint of task {artifact.task!r}, not agnews")
+    extra = artifact.extra
+    net = artifact.build_model(artifact.device)
+    if not isinstance(artifact.vocab, dict):
+        raise textlab.CheckpointError(f"{artifact.path} holds no vocabulary")
+    vocab = textlab.Vocab.from_dict(artifact.vocab)
+    data = data or extra.get("data")
+    if not data:
+        raise textlab.UsageError("this checkpoint does not say which data it was trained on; pass --data")
+    source = D.resolve(data)
+    if split == "test":
+        enc = D.encode(D.prepare(source, "test"), vocab)
+    else:
+        prep = D.prepare(source, "train")
+        train_idx, valid_idx = D.split_valid(prep.labels, float(extra.get("valid_fraction", 0.05)),
+                                             int(extra.get("split_seed", D.SPLIT_SEED)))
+        enc = subset(D.encode(prep, vocab), valid_idx if split == "valid" else train_idx)
+    t0 = time.perf_counter()
+    preds, loss = predict(net, enc, max_len=int(extra.get("max_len", 64)), batch_size=batch_size, device=artifact.device)
+    seconds = time.perf_counter() - t0
+    report = classification_report(preds, enc.labels, list(extra.get("classes") or D.CLASSES))
+    report.update(split=split, data=str(data), loss=loss, rows=len(enc), seconds=round(seconds, 3),
+                  checkpoint=str(artifact.path), model=artifact.model_name)
+    out = artifact.output_dir("eval")
+    report["png"] = str(plot_confusion(report, out / f"confusion_{split}.png"))
+    textlab.write_json(out / f"{split}.json", report)
+    report["json"] = str(out / f"{split}.json")
+    return report
+
+
+def classification_report(preds: Any, labels: Any, classes: list[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, macro F1 and the confusion matrix (rows: true)."""
+    import torch
+
+    k = len(classes)
+    cm = torch.bincount(labels * k + preds, minlength=k * k).reshape(k, k)
+    per_class = []
+    for i, name in enumerate(classes):
+        tp = int(cm[i, i])
+        predicted, support = int(cm[:, i].sum()), int(cm[i].sum())
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        per_class.append({"class": name, "precision": p, "recall": r, "f1": f1, "support": support})
+    return {"accuracy": float(cm.diag().sum()) / max(1, int(cm.sum())),
+            "macro_f1": sum(c["f1"] for c in per_class) / k,
+            "per_class": per_class, "confusion": cm.tolist(), "classes": classes}
+
+
+def plot_confusion(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm, classes = report["confusion"], report["classes"]
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    im = ax.imshow(cm, cmap="Blues")
+    top = max(max(row) for row in cm) or 1
+    for i, row in enumerate(cm):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:,}", ha="center", va="center", color="white" if v > top / 2 else "black", fontsize=9)
+    ax.set_xticks(range(len(classes)), classes, rotation=20)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{report.get('model', '')} on {report.get('split', '')}: accuracy {report['accuracy']:.4f}")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,381 @@
+"""The agnews plugin: cleaning, sources, the valid split, vocabulary, models, train/eval/analyze, bad input.
+
+Everything runs on the plugin's generated `sample` (or small files written here), with tiny models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from textlab_agnews import data as D
+from textlab_agnews import model as M
+from textlab_agnews import train as T
+
+TINY = ["--data", "sample", "--threads", "1", "--hidden-dim", "16", "--emb-dim", "16", "--lr", "0.02", "--epochs", "3"]
+
+
+def runs_of(root: Path) -> list[Path]:
+    base = root / "agnews"
+    return sorted(p for p in base.iterdir() if p.is_dir()) if base.exists() else []
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def write_parquet(path: Path, texts: list, labels: list) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": texts, "label": labels}), path)
+    return path
+
+
+def sample_folder(folder: Path) -> Path:
+    """The sample written as a local folder of parquet files (what ../shared/data/agnews looks like)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        rows = D.make_sample(split)
+        write_parquet(folder / f"{split}.parquet", rows["text"], rows["label"])
+    return folder
+
+
+# ============================================================================ cleaning
+@pytest.mark.parametrize("raw, expected", [
+    # a backslash stood for a newline: the words on both sides must not glue together
+    ("charges against Ken\\Lay and\\the board", ["charges", "against", "ken", "lay", "and", "the", "board"]),
+    # entities that lost their ampersand
+    ("Israel #39;s cabinet", ["israel", "s", "cabinet"]),
+    ("many have  quot;floated quot; checks", ["many", "have", "floated", "checks"]),
+    ("at least&lt;b&gt;...&lt;/b&gt;Strong quakes", ["at", "least", "b", "b", "strong", "quakes"]),
+    ("P amp;O ferries", ["p", "o", "ferries"]),
+    # escaped dollar, and an em dash as #151;
+    ("bid of US\\$550 million#151;a record", ["bid", "of", "us", "550", "million", "a", "record"]),
+    # a Reuters quote link: back to a tag, whose words are kept
+    ('Nortel &lt;A HREF="http://www.reuters.com/Quote?t=NT.N"&gt;NT.N&lt;/A&gt; fell',
+     ["nortel", "a", "href", "http", "www", "reuters", "com", "quote", "t", "nt", "n", "nt", "n", "a", "fell"]),
+])
+def test_cleaning_undoes_the_feed_escapes(raw, expected):
+    assert D.tokenize(raw) == expected
+
+
+def test_clean_turns_entities_back_into_characters():
+    assert D.clean("Wall St. #39;s \\$5 quot;deal quot; &lt;b&gt;") == "Wall St.'s $5 \"deal \" <b>"
+    assert "\\" not in D.clean("a\\b\\\\c")
+    assert D.tokenize("Привет, МИР!") == ["привет", "мир"]  # no download, Unicode words
+
+
+# ============================================================================ sources
+def test_sample_is_generated_deterministically_and_balanced():
+    a, b = D.make_sample("train"), D.make_sample("train")
+    assert a == b and len(a["text"]) == 1600
+    assert Counter(a["label"]) == {0: 400, 1: 400, 2: 400, 3: 400}
+    assert len(D.make_sample("test")["text"]) == 400
+    joined = " ".join(a["text"])
+    assert "#39;" in joined and "\\" in joined and "&lt;b&gt;" in joined  # the raw escapes are exercised
+
+
+def test_local_folder_classic_csv_and_kaggle_csv(tmp_path):
+    folder = sample_folder(tmp_path / "pq")
+    rows = D.load_rows(D.resolve(str(folder)), "train")
+    assert rows == D.make_sample("train")
+    classic = tmp_path / "train.csv"
+    classic.write_text('"3","Wall St. Bears","Reuters - Short-sellers\\are back"\n'
+                       '"1","Talks end","Diplomats left #39;s city"\n', encoding="utf-8")
+    got = D.read_table_rows(classic)
+    assert got == {"text": ["Wall St. Bears Reuters - Short-sellers\\are back", "Talks end Diplomats left #39;s city"],
+                   "label": [2, 0]}
+    kaggle = tmp_path / "kaggle.csv"
+    kaggle.write_text("Class Index,Title,Description\n4,Chips,Intel ships a new chip\n", encoding="utf-8")
+    assert D.read_table_rows(kaggle) == {"text": ["Chips Intel ships a new chip"], "label": [3]}
+
+
+def test_valid_split_is_stratified_seeded_and_disjoint():
+    labels = torch.tensor(D.make_sample("train")["label"])
+    tr, va = D.split_valid(labels, 0.05)
+    tr2, va2 = D.split_valid(labels, 0.05)
+    assert torch.equal(va, va2) and torch.equal(tr, tr2)
+    assert set(tr.tolist()).isdisjoint(va.tolist()) and len(tr) + len(va) == len(labels)
+    assert Counter(labels[va].tolist()) == {0: 20, 1: 20, 2: 20, 3: 20}
+    assert not torch.equal(D.split_valid(labels, 0.05, seed=1)[1], va)
+
+
+# ============================================================================ batches and models
+def test_bucketed_batches_cover_every_row_once_with_little_padding():
+    lengths = torch.randint(5, 80, (1000,))
+    g = torch.Generator().manual_seed(3)
+    batches = D.bucket_batches(lengths, 32, g)
+    again = D.bucket_batches(lengths, 32, torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    rows = torch.cat(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
+    random_batches = torch.split(torch.randperm(1000, generator=g), 32)
+    padded_random = sum(int(lengths[b].max()) * len(b) for b in random_batches)
+    assert padded < 1.05 * int(lengths.sum()) < padded_random
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("aggregation, concat_last", [("max", False), ("mean", False), ("last", False), ("mean", True)])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_pooling_and_last_state_ignore_padding(cell, aggregation, concat_last, bidirectional):
+    torch.manual_seed(0)
+    config = M.RNNConfig(vocab_size=50, rnn=cell, emb_dim=8, hidden_dim=6, layers=2, bidirectional=bidirectional,
+                         aggregation=aggregation, concat_last=concat_last, dropout=0.0)
+    net = M.build_rnn(config).eval()
+    short = torch.randint(4, 50, (1, 5))
+    long = torch.randint(4, 50, (1, 9))
+    alone = net(short, torch.tensor([5]))
+    batch = torch.cat([torch.cat([short, torch.zeros(1, 4, dtype=torch.long)], 1), long])
+    together = net(batch, torch.tensor([5, 9]))
+    assert torch.allclose(alone[0], together[0], atol=1e-5)
+    assert torch.allclose(net(long, torch.tensor([9]))[0], together[1], atol=1e-5)
+
+
+def test_bow_ignores_padding_and_hashes_bigrams():
+    torch.manual_seed(0)
+    net = M.build_bow(M.BowConfig(vocab_size=50, emb_dim=8, buckets=101, ngrams=3)).eval()
+    x = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]])
+    ids, mask = M.ngram_ids(x, torch.tensor([3, 5]), 50, 101, 3)
+    assert mask.sum(1).tolist() == [3 + 2 + 1, 5 + 4 + 3]
+    assert bool((ids[mask] < 50 + 101).all()) and bool((ids[:, 5:][mask[:, 5:]] >= 50).all())
+    assert ids[0, 5] == ids[1, 5]  # the same bigram (5, 6) gets the same bucket in both rows
+    assert torch.allclose(net(x[:1, :3], torch.tensor([3]))[0], net(x, torch.tensor([3, 5]))[0], atol=1e-6)
+
+
+# ============================================================================ vocab
+def test_vocab_counts_the_train_part_and_is_cached_for_train(cli, tmp_path):
+    res = cli("vocab", "agnews", "--data", "sample", "--min-count", "10", "--json")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    voc = json.loads(Path(out["path"]).read_text())
+    assert voc["itos"][:4] == ["<pad>", "<unk>", "<bos>", "<eos>"] and out["cached"] is False
+    rows = D.make_sample("train")
+    train_idx, _ = D.split_valid(torch.tensor(rows["label"]), 0.05)
+    counts = Counter(w for i in train_idx.tolist() for w in D.tokenize(rows["text"][i]))
+    assert set(voc["itos"][4:]) == {w for w, c in counts.items() if c >= 10}
+    assert voc["counts"][4:] == sorted(voc["counts"][4:], reverse=True)
+    again = json.loads(cli("vocab", "agnews", "--data", "sample", "--min-count", "10", "--json").out)
+    assert again["cached"] is True and again["path"] == out["path"]
+    res = cli("train", "agnews", *TINY, "--min-count", "10", "--epochs", "1")
+    assert res.code == 0, res.err
+    assert "from the cache" in res.err and out["path"] in res.err.replace("\n", "")
+    ckpt = torch.load(runs_of(tmp_path / "runs")[0] / "checkpoints" / "best.pt", weights_only=True)
+    assert ckpt["vocab"]["itos"] == voc["itos"]
+
+
+# ============================================================================ train, eval, analyze
+def test_train_lstm_logs_half_epoch_curves_and_eval_reports(cli, tmp_path):
+    res = cli("train", "agnews", *TINY, "--rnn", "lstm")
+    assert res.code == 0, res.err
+    (run,) = runs_of(tmp_path / "runs")
+    assert run.name.endswith("-lstm")
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["best"]["metric"] == "valid/accuracy"
+    recs = metrics(run)
+    for split in ("train", "valid"):
+        for name in ("accuracy", "loss"):
+            epochs = [r["epoch"] for r in recs if r["split"] == split and r["name"] == name]
+            assert epochs == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0], (split, name)
+    assert info["best"]["value"] > 0.6  # four balanced classes: chance is 0.25
+    res = cli("eval", run, "--json")
+    assert res.code == 0, res.err
+    rep = json.loads(res.out)
+    cm = torch.tensor(rep["confusion"])
+    assert int(cm.sum()) == rep["rows"] == 400 and cm.sum(1).tolist() == [100] * 4
+    assert rep["accuracy"] == pytest.approx(float(cm.diag().sum()) / 400) and rep["accuracy"] > 0.6
+    first = rep["per_class"][0]
+    assert first["recall"] == pytest.approx(int(cm[0, 0]) / 100)
+    assert first["precision"] == pytest.approx(int(cm[0, 0]) / int(cm[:, 0].sum()))
+    assert (run / "eval" / "test.json").exists() and (run / "eval" / "confusion_test.png").stat().st_size > 5000
+    table = cli("eval", run, "--split", "valid")
+    assert table.code == 0 and "confusion matrix" in table.out and "Sci/Tech" in table.out and "(80 rows)" in table.out
+
+
+def test_bow_model_and_analyze_runs(cli, tmp_path):
+    res = cli("train", "agnews", "--data", "sample", "--threads", "1", "--model", "bow", "--buckets", "5000",
+              "--epochs", "3", "--lr", "0.5")
+    assert res.code == 0, res.err
+    (run,) = runs_of(tmp_path / "runs")
+    assert run.name.endswith("-bow")
+    assert json.loads((run / "run.json").read_text())["best"]["value"] > 0.6
+    res = cli("analyze", run)
+    assert res.code == 0, res.err
+    assert "valid" in res.out and (run / "plots" / "accuracy.png").exists() and (run / "plots" / "loss.png").exists()
+
+
+def test_train_help_lists_the_registered_models(cli):
+    res = cli("train", "agnews", "--help")
+    assert res.code == 0
+    assert "bow|rnn" in res.out and "rnn|gru|lstm" in res.out and "max|mean|last" in res.out
+
+
+def test_analyze_dataset_tables_and_pngs(cli, tmp_path):
+    res = cli("analyze", "agnews", "--data", "sample", "--thresholds", "1,10,100", "--out", tmp_path / "ana", "--json")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["classes"]["test"] == [100, 100, 100, 100] and sum(out["classes"]["valid"]) == 80
+    sizes = [c["size"] for c in out["coverage"]]
+    assert [c["min_count"] for c in out["coverage"]] == [1, 10, 100] and sizes == sorted(sizes, reverse=True)
+    assert out["coverage"][0]["train_coverage"] == 1.0 > out["coverage"][-1]["train_coverage"]
+    assert (tmp_path / "ana" / "lengths.png").exists() and (tmp_path / "ana" / "coverage.png").exists()
+    table = cli("analyze", "agnews", "--data", "sample").out
+    assert "Sci/Tech" in table and "min count" in table and "p95" in table
+
+
+def test_resume_continues_exactly(cli, tmp_path):
+    args = [a for a in TINY if a not in ("--epochs", "3")]
+    assert cli("train", "agnews", *args, "--epochs", "2", "--name", "straight").code == 0
+    # stopped after its first epoch (24 steps), as if interrupted there, then resumed to the end
+    assert cli("train", "agnews", *args, "--epochs", "2", "--max-steps", "24", "--name", "split").code == 0
+    split = next(r for r in runs_of(tmp_path / "runs") if r.name.endswith("split"))
+    res = cli("train", "--resume", split, "--max-steps", "48")
+    assert res.code == 0, res.err
+    straight = next(r for r in runs_of(tmp_path / "runs") if r.name.endswith("straight"))
+    a = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    assert a["train_state"]["loop"]["step"] == b["train_state"]["loop"]["step"]
+    for k in b["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_sweep_makes_one_run_per_value(cli, tmp_path):
+    res = cli("train", "agnews", *TINY, "--epochs", "1", "--rnn", "gru", "--layers", "2", "--bidirectional",
+              "--sweep", "hidden_dim=8,12", "--json")
+    assert res.code == 0, res.err
+    runs = runs_of(tmp_path / "runs")
+    assert len(runs) == 2 and all(r.name.split("-")[2] == "gru" for r in runs)
+    assert sorted(json.loads((r / "config.json").read_text())["hidden_dim"] for r in runs) == [8, 12]
+    assert json.loads(res.out)["comparison"]["metrics"]
+
+
+# ============================================================================ embeddings from a word2vec file
+def test_init_embeddings_from_word2vec_text(cli, tmp_path):
+    vectors = {"minister": [0.5, -1.0, 2.0, 0.25], "Google": [1.5, 1.0, -2.0, 3.0]}  # Google: found lowercased
+    w2v = tmp_path / "vectors.txt"
+    w2v.write_text("2 4\n" + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in vectors.items()), encoding="utf-8")
+    res = cli("train", "agnews", "--data", "sample", "--threads", "1", "--hidden-dim", "8", "--epochs", "1",
+              "--lr", "1e-9", "--init-embeddings", w2v)
+    assert res.code == 0, res.err
+    assert "2 of" in res.err
+    (run,) = runs_of(tmp_path / "runs")
+    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    itos = ckpt["vocab"]["itos"]
+    emb = ckpt["state_dict"]["embedding.weight"]
+    assert ckpt["config"]["emb_dim"] == 4  # taken from the file
+    assert torch.allclose(emb[itos.index("minister")], torch.tensor(vectors["minister"]), atol=1e-5)
+    assert torch.allclose(emb[itos.index("google")], torch.tensor(vectors["Google"]), atol=1e-5)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("2 4\nminister 1 2 3 4\ngoogle 1 2\n", encoding="utf-8")
+    res = cli("train", "agnews", "--data", "sample", "--threads", "1", "--init-embeddings", bad)
+    assert res.code == 2 and len(res.err_lines) == 1 and "line 3" in res.err
+    res = cli("train", "agnews", "--data", "sample", "--threads", "1", "--emb-dim", "8", "--init-embeddings", w2v)
+    assert res.code == 2 and len(res.err_lines) == 1 and "--emb-dim 4" in res.err
+    assert len(runs_of(tmp_path / "runs")) == 1  # the failed runs left nothing behind
+
+
+# ============================================================================ a model from another plugin
+def test_a_third_party_model_is_selectable(cli, tmp_path, monkeypatch):
+    from textlab import plugins
+
+    site = tmp_path / "site"
+    (site / "agnews_mean-0.1.dist-info").mkdir(parents=True)
+    (site / "agnews_mean-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: agnews-mean\nVersion: 0.1\n")
+    (site / "agnews_mean-0.1.dist-info" / "entry_points.txt").write_text("[textlab.plugins]\nmeanemb = agnews_mean\n")
+    (site / "agnews_mean.py").write_text(
+        "from dataclasses import dataclass\nimport textlab\n\n"
+        "@dataclass\nclass Config:\n    vocab_size: int = 10\n    num_classes: int = 4\n    emb_dim: int = 8\n\n"
+        "def build(config, vocab):\n    import torch\n\n"
+        "    class Mean(torch.nn.Module):\n        def __init__(self):\n            super().__init__()\n"
+        "            self.embedding = torch.nn.Embedding(config.vocab_size, config.emb_dim)\n"
+        "            self.out = torch.nn.Linear(config.emb_dim, config.num_classes)\n\n"
+        "        def forward(self, tokens, lengths):\n"
+        "            return self.out(self.embedding(tokens).sum(1) / lengths[:, None])\n\n"
+        "    return Mean()\n\n"
+        "@textlab.hookimpl\ndef textlab_models():\n"
+        "    return [textlab.ModelSpec(task='agnews', name='meanemb', config=Config, build=build)]\n")
+    monkeypatch.syspath_prepend(str(site))
+    plugins.reset()
+    try:
+        res = cli("train", "agnews", "--data", "sample", "--threads", "1", "--model", "meanemb", "--epochs", "1",
+                  "--emb-dim", "12")
+        assert res.code == 0, res.err
+        (run,) = runs_of(tmp_path / "runs")
+        assert run.name.endswith("-meanemb")
+        ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+        assert ckpt["model"] == "meanemb" and ckpt["config"]["emb_dim"] == 12
+        assert cli("eval", run, "--json").code == 0
+    finally:
+        sys.modules.pop("agnews_mean", None)
+        plugins.reset()
+
+
+# ============================================================================ bad input
+def test_bad_input_is_one_line_and_leaves_nothing(cli, tmp_path):
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("headline,topic\nStocks fall,2\n", encoding="utf-8")
+    out_of_range = write_parquet(tmp_path / "range.parquet", ["a text", "another text"], [1, 7])
+    classic_range = tmp_path / "classic.csv"
+    classic_range.write_text('"3","Title","Text"\n"5","Title","Text"\n', encoding="utf-8")
+    empty = write_parquet(tmp_path / "empty.parquet", ["a text", "   "], [0, 1])
+    cases = [
+        (("train", "agnews", "--data", "sample", "--rnn", "transformer"), 2, "transformer"),
+        (("train", "agnews", "--data", "sample", "--min-count", "100000"), 2, "empty vocabulary"),
+        (("train", "agnews", "--data", wrong), 2, "has no column 'text'"),
+        (("train", "agnews", "--data", out_of_range), 2, "row 2 has label 7, out of range"),
+        (("train", "agnews", "--data", classic_range), 2, "row 2 has label 5, out of range"),
+        (("train", "agnews", "--data", empty), 2, "row 2 has an empty text"),
+        (("train", "agnews", "--data", "nosuch.parquet"), 2, "no such file"),
+        (("train", "agnews", "--data", "sample", "--valid-fraction", "0"), 2, "--valid-fraction"),
+        (("train", "agnews", "--data", "sample", "--lr", "0"), 2, "--lr"),
+        (("train", "agnews", "--data", "sample", "--model-config", "nosuch=1"), 2, "unknown model setting"),
+        (("train", "agnews", "--data", "sample", "--init-embeddings", "nosuch.txt"), 2, "no such file"),
+        # the default data is the Hugging Face dataset: offline (tests are), one line that says what to pass
+        (("train", "agnews", "--rnn", "lstm", "--epochs", "7"), 2, "--data"),
+        (("analyze", "agnews", "--data", "sample", "--thresholds", "a,b"), 2, "--thresholds"),
+    ]
+    for args, code, text in cases:
+        res = cli(*args)
+        assert res.code == code, (args, res.err)
+        assert len(res.err_lines) == 1, (args, res.err)
+        assert text in res.err, (args, res.err)
+        assert "Traceback" not in res.err
+    assert runs_of(tmp_path / "runs") == []
+
+
+def test_eval_refuses_checkpoints_of_other_tasks_and_unknown_models(cli, tmp_path):
+    import textlab
+
+    other = textlab.save_checkpoint(tmp_path / "w2v.pt", task="word2vec", model="sgns", config={},
+                                    state_dict={"w": torch.zeros(2)})
+    res = cli("eval", other)
+    assert res.code != 0 and len(res.err_lines) == 1 and "word2vec" in res.err
+    art = textlab.open_artifact(other)
+    with pytest.raises(textlab.CheckpointError, match="task 'word2vec', not agnews"):
+        T.evaluate_artifact(art)
+    foreign_model = textlab.save_checkpoint(tmp_path / "cnn.pt", task="agnews", model="cnn", config={},
+                                            state_dict={"w": torch.zeros(2)}, extra={"data": "sample"})
+    res = cli("eval", foreign_model)
+    assert res.code == 1 and len(res.err_lines) == 1 and "model 'cnn'" in res.err
+
+
+# ============================================================================ several processes
+def test_torchrun_two_processes_write_one_run(tmp_path):
+    env = dict(os.environ, TEXTLAB_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "textlab", "train", "agnews", *TINY, "--epochs", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = runs_of(tmp_path / "runs")
+    info = json.loads((run / "run.json").read_text())
+    assert info["world_size"] == 2 and info["status"] == "finished"
+    # 1,520 train rows = 24 batches of 64; each rank trains on its half of them
+    assert max(r["step"] for r in metrics(run)) == 12 and (run / "checkpoints" / "best.pt").exists()
