@@ -338,6 +338,8 @@ def test_missing_steps_and_sources(cli, tmp_path):
     (tmp_path / "t.csv").write_text("a,b\nx,y\n", encoding="utf-8")
     _one_line(cli("prep", "word2vec", "--data", tmp_path / "t.csv"), 2, "no column 'text'")
     assert cli("prep", "word2vec", "--data", tmp_path / "t.csv", "--column", "b").code == 0
+    # a Hugging Face name without network (the tests run offline): one line saying to pass local files
+    _one_line(cli("prep", "word2vec", "--data", "no_such_corpus_xyz"), 2, "no_such_corpus_xyz", "local")
 
 
 def test_bad_options(cli, tmp_path):

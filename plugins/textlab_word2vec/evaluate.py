@@ -269,8 +269,6 @@ def export(vec: Vectors, path: str | Path, fmt: str = "word2vec-text", limit: in
     """Write the word2vec text or binary format (what gensim's KeyedVectors.load_word2vec_format,
     fastText tools, spaCy's init vectors and most others read): a header `count dim`, then one
     word per line with its vector, as text or as little-endian float32 bytes."""
-    import numpy as np
-
     n = len(vec) if not limit else min(limit, len(vec))
     matrix = vec.matrix[:n].numpy().astype("<f4", copy=False)
     path = Path(path)
@@ -280,8 +278,8 @@ def export(vec: Vectors, path: str | Path, fmt: str = "word2vec-text", limit: in
             for word, row in zip(vec.itos[:n], matrix):
                 fh.write(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
         else:
+            row_fmt = " ".join(["%.6g"] * vec.dim)
             for start in range(0, n, 4096):
-                block = matrix[start:start + 4096]
-                text = np.char.mod("%.6g", block)
-                fh.write("".join(f"{w} {' '.join(r)}\n" for w, r in zip(vec.itos[start:start + 4096], text)).encode("utf-8"))
+                rows = matrix[start:start + 4096].tolist()
+                fh.write("".join(f"{w} {row_fmt % tuple(r)}\n" for w, r in zip(vec.itos[start:start + 4096], rows)).encode("utf-8"))
     return {"path": str(path), "format": fmt, "words": n, "dim": vec.dim, "bytes": path.stat().st_size}

@@ -49,10 +49,10 @@ def prep(
 def vocab(
     *,
     data: Annotated[Optional[str], Option(help=DATA_HELP)] = None,
-    min_count: Annotated[Optional[int], Option(min=1, help="Keep words seen at least this often [default: 5].")] = None,
+    min_count: Annotated[Optional[int], Option(min=1, help="Keep words seen at least this often (default: 5).")] = None,
     max_vocab: Annotated[Optional[int], Option(min=1, help="Keep at most this many words (the most frequent).")] = None,
     max_sentence: Annotated[Optional[int], Option(min=2, help="Cut longer lines into pieces of this many words "
-                                                              "(windows do not cross lines) [default: 10000].")] = None,
+                                                              "(windows do not cross lines) (default: 10000).")] = None,
     out: Annotated[Optional[Path], Option(help="Write into this folder instead of the cache.")] = None,
     force: Annotated[bool, Option(help="Rebuild it even if it exists.")] = False,
 ) -> dict:
@@ -80,11 +80,11 @@ def vocab(
 def pairs(
     *,
     data: Annotated[Optional[str], Option(help=DATA_HELP)] = None,
-    window: Annotated[Optional[int], Option(min=1, help="Largest distance between target and context [default: 5]; "
+    window: Annotated[Optional[int], Option(min=1, help="Largest distance between target and context (default: 5); "
                                                         "each target draws its own, from 1 to this (word2vec).")] = None,
-    sample: Annotated[Optional[float], Option(help="Frequent-word subsampling threshold; 0 = off [default: 1e-3].")] = None,
-    pair_seed: Annotated[Optional[int], Option(help="Seed of the subsampling and window draws [default: 1].")] = None,
-    shard_size: Annotated[Optional[int], Option(min=1000, help="Pairs per parquet shard [default: 10000000].")] = None,
+    sample: Annotated[Optional[float], Option(help="Frequent-word subsampling threshold; 0 = off (default: 1e-3).")] = None,
+    pair_seed: Annotated[Optional[int], Option(help="Seed of the subsampling and window draws (default: 1).")] = None,
+    shard_size: Annotated[Optional[int], Option(min=1000, help="Pairs per parquet shard (default: 10000000).")] = None,
     min_count: Annotated[Optional[int], Option(min=1, help="Vocabulary to use (see 'vocab').")] = None,
     out: Annotated[Optional[Path], Option(help="Write into this folder instead of the cache.")] = None,
     force: Annotated[bool, Option(help="Rebuild them even if they exist.")] = False,
@@ -117,11 +117,11 @@ def train(
     run: textlab.Run,
     *,
     data: Annotated[Optional[str], Option(help=DATA_HELP)] = None,
-    min_count: Annotated[Optional[int], Option(min=1, help="Vocabulary: words seen at least this often [default: 5].")] = None,
+    min_count: Annotated[Optional[int], Option(min=1, help="Vocabulary: words seen at least this often (default: 5).")] = None,
     dim: Annotated[int, Option(min=1, help="Vector size.")] = 100,
     negative: Annotated[int, Option(min=1, help="Negative samples per target.")] = 5,
-    window: Annotated[Optional[int], Option(min=1, help="Context window [default: that of your last 'pairs', else 5].")] = None,
-    sample: Annotated[Optional[float], Option(help="Subsampling threshold [default: that of your last 'pairs', else 1e-3].")] = None,
+    window: Annotated[Optional[int], Option(min=1, help="Context window (default: that of your last 'pairs', else 5).")] = None,
+    sample: Annotated[Optional[float], Option(help="Subsampling threshold (default: that of your last 'pairs', else 1e-3).")] = None,
     epochs: Annotated[int, Option(min=1, help="Passes over the corpus.")] = 1,
     lr: Annotated[float, Option(min=0.0, help="Start learning rate (decays linearly to --min-lr).")] = 0.025,
     min_lr: Annotated[float, Option(min=0.0, help="Learning rate at the end.")] = 0.0001,
@@ -287,8 +287,8 @@ def export(
     artifact: textlab.Artifact,
     *,
     fmt: Annotated[Literal["word2vec-text", "word2vec-binary"], Option("--format", help="word2vec text or binary format.")] = "word2vec-text",
-    output: Annotated[Optional[Path], Option("--output", "-o", help="File to write [default: beside the checkpoint, "
-                                                                    ".txt or .bin; in a run: outputs/vectors.*].")] = None,
+    output: Annotated[Optional[Path], Option("--output", "-o", help="File to write (default: beside the checkpoint, "
+                                                                    ".txt or .bin; in a run: outputs/vectors.*).")] = None,
     limit: Annotated[Optional[int], Option(min=1, help="Only the N most frequent words.")] = None,
 ) -> dict:
     """Write the vectors in word2vec format (gensim, fastText, spaCy... read it)."""

@@ -234,6 +234,7 @@ class Trainer:
         o, run, st = self.opts, self.run, self.state
         workers = 1 if o.backend == "torch" else max(1, o.workers)
         compile_s = self.warm_up()
+        self.rss_before = _peak_rss_mb()
         epoch, first = st["epoch"], st["unit"]
         done_before = st["work"]
         units = self._all_units(epoch, first)
@@ -342,7 +343,20 @@ class Trainer:
             "loss": round(st["loss_sum"] / max(1, st["loss_n"]), 4),
             "epochs_done": round(st["work"] / max(1, self.epoch_work), 4),
             "threads": 1 if self.opts.backend == "torch" else self.opts.workers,
+            "peak_rss_mb_before": getattr(self, "rss_before", None),
+            "peak_rss_mb": _peak_rss_mb(),
         }
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far (MB; None where the OS does not say)."""
+    try:
+        import resource
+        import sys
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def options_dict(opts: TrainOptions) -> dict:
