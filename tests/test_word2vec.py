@@ -227,6 +227,31 @@ def test_resume_continues_to_the_same_vectors(cli, tmp_path):
     assert torch.equal(resumed["state_dict"]["out_vectors"], whole["state_dict"]["out_vectors"])
 
 
+def test_ctrl_c_saves_last_pt_and_marks_the_run_interrupted(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "textlab", "train", "word2vec", "--data", "sample", "--min-count", "3",
+                             "--dim", "8", "--epochs", "1000", "--threads", "1", "--save-every", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "runs" / "word2vec"
+    deadline = time.time() + 120
+    found: list = []
+    while not found and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        found = list(runs.glob("*/metrics.jsonl")) if runs.exists() else []  # training is under way
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; last.pt is saved" in err and "textlab train --resume" in err
+    run = found[0].parent
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    state = textlab.load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]
+    assert not state["finished"] and 0 < state["work"]
+
+
 def test_torch_backend_and_per_pair_negatives_also_learn(cli):
     assert cli("prep", "word2vec", "--data", "sample").code == 0
     for extra in (["--backend", "torch", "--batch", "1024"], ["--negatives", "per-pair"]):
@@ -338,6 +363,14 @@ def test_missing_steps_and_sources(cli, tmp_path):
     (tmp_path / "t.csv").write_text("a,b\nx,y\n", encoding="utf-8")
     _one_line(cli("prep", "word2vec", "--data", tmp_path / "t.csv"), 2, "no column 'text'")
     assert cli("prep", "word2vec", "--data", tmp_path / "t.csv", "--column", "b").code == 0
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["Привет, мир!", None, "Ёж 42"]}), tmp_path / "t.parquet", row_group_size=1)
+    _one_line(cli("prep", "word2vec", "--data", tmp_path / "t.parquet"), 2, "no column 'text'", "body")
+    res = cli("prep", "word2vec", "--data", tmp_path / "t.parquet", "--column", "body", "--json")
+    assert res.code == 0 and json.loads(res.out)["lines"] == 2
+    assert (Path(json.loads(res.out)["dir"]) / "corpus.txt").read_text(encoding="utf-8") == "привет мир\nёж\n"
     # a Hugging Face name without network (the tests run offline): one line saying to pass local files
     _one_line(cli("prep", "word2vec", "--data", "no_such_corpus_xyz"), 2, "no_such_corpus_xyz", "local")
 

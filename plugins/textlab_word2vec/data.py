@@ -148,14 +148,32 @@ def source_lines(data: str, column: str = "text") -> tuple[textlab.Source, Itera
     if src.kind == "local":
         path = src.path
         name = path.name.lower().removesuffix(".gz")
+        if path.is_file() and name == path.name.lower() and name.endswith(".parquet"):
+            return src, _parquet_lines(path, column)  # streamed by row groups
         if path.is_file() and name.endswith(TABLE_SUFFIXES):
-            table = textlab.read_table(path, [column])
+            table = textlab.read_table(path, [column])  # csv / jsonl / json: read whole
             return src, (str(v) for v in table.column(column).to_pylist() if v is not None)
         if path.is_dir() and _is_step_folder(path):
             raise DataError(f"{path} is a folder of textlab word2vec outputs, not a text source",
                             hint="pass it to vocab, pairs or train, or pass the raw corpus to prep")
         return src, textlab.iter_lines(path)
     return src, _hub_lines(src, column)
+
+
+def _parquet_lines(path: Path, column: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds; all mean "not a parquet file"
+        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    names = pf.schema_arrow.names
+    if column not in names:
+        raise DataError(f"{path} has no column {column!r}", hint=f"its columns: {', '.join(names)}; choose one with --column")
+    for batch in pf.iter_batches(columns=[column], batch_size=10_000):
+        for value in batch.column(0).to_pylist():
+            if value is not None:
+                yield str(value)
 
 
 def _hub_lines(src: textlab.Source, column: str) -> Iterator[str]:
