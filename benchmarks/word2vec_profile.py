@@ -1,0 +1,168 @@
+"""Where the time of SGNS training goes: CPU time per (target, context) pair, one thread.
+
+    flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/word2vec_profile.py [--lines 600]
+
+On the first --lines lines of text8like (600 lines = 1.65M words): the same vocabulary, the
+same subsampling and windows, one thread each, CPU time (time.process_time) so that other
+processes on the machine disturb the figures less than wall time would:
+
+  gensim             gensim's Word2Vec (sg=1, negative=5), 1 worker: its Cython loop + BLAS
+  torch-batched      textlab's torch backend: batches of 4096 pairs, index_select / bmm /
+                     index_add_ (a torch.profiler breakdown is printed)
+  numba-per-pair     textlab's kernel with word2vec.c's loop: fresh negatives for every pair
+  numba-shared       textlab's default kernel: negatives shared by a target's window
+  numba-shared+loss  the same, computing the loss of every pair (default: one target in 8)
+  make-pairs         only generating the pairs (subsampling + shrunk windows), no training
+  shard-read         reading the same pairs back from a parquet shard
+
+Writes benchmarks/results/word2vec-profile.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = (REPO / ".." / "shared" / "data" / "word2vec").resolve()
+OUT = REPO / "benchmarks" / "results" / "word2vec-profile.json"
+
+
+def cpu() -> float:
+    return time.process_time()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=600)
+    ap.add_argument("--tmp", type=Path, default=Path("/tmp/textlab-word2vec-bench"))
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    a.tmp.mkdir(parents=True, exist_ok=True)
+    corpus_file = a.tmp / f"text8like-{a.lines}.txt"
+    if not corpus_file.exists():
+        with gzip.open(DATA / "text8like.txt.gz", "rt") as src, open(corpus_file, "w") as dst:
+            dst.writelines(itertools.islice(src, a.lines))
+    os.environ["TEXTLAB_HOME"] = str(a.tmp / "profile-home")
+    os.environ["TEXTLAB_PROGRESS"] = "0"
+    from textlab_word2vec import data as D
+    from textlab_word2vec import kernels as K
+    from textlab_word2vec.model import init_vectors, torch_negatives, torch_step
+
+    vocab_step = D.resolve_vocab(str(corpus_file), min_count=5)
+    c = D.open_corpus(vocab_step)
+    ids, offs = np.asarray(c.ids), np.asarray(c.offsets)
+    keep = D.keep_thresholds(c.counts, 1e-3)
+    cuts = c.jobs()
+    V, dim, window, negative = len(c.itos), 100, 5, 5
+    load0 = os.getloadavg()[0]
+    rows = []
+
+    def kernel(label: str, shared: bool, loss_every: int) -> None:
+        syn0, syn1 = init_vectors(V, dim, 1)
+        K.train_window(ids, offs, 0, 0, keep, c.neg_threshold, c.neg_alias, syn0, syn1, window, negative, 0.0, 0.0, 1,
+                       shared, loss_every)  # compile / load
+        t0 = cpu()
+        pairs = 0
+        for j in range(len(cuts) - 1):
+            lr0 = 0.025 * (1 - j / (len(cuts) - 1))
+            _, n, _, _ = K.train_window(ids, offs, int(cuts[j]), int(cuts[j + 1]), keep, c.neg_threshold, c.neg_alias,
+                                        syn0, syn1, window, negative, lr0, lr0, D.job_seed(1, 0, j), shared, loss_every)
+            pairs += n
+        rows.append({"variant": label, "cpu_s": cpu() - t0, "pairs": pairs})
+
+    # pairs of the whole slice, generated once (also the input of the torch and shard variants)
+    cap = 2 * window * c.tokens + 1
+    tg, ct = np.empty(cap, np.int32), np.empty(cap, np.int32)
+    K.make_pairs(ids, offs, 0, 0, keep, window, 1, tg, ct)
+    t0 = cpu()
+    n = 0
+    for j in range(len(cuts) - 1):
+        m, _ = K.make_pairs(ids, offs, int(cuts[j]), int(cuts[j + 1]), keep, window, D.job_seed(1, 0, j), tg[n:], ct[n:])
+        n += m
+    rows.append({"variant": "make-pairs", "cpu_s": cpu() - t0, "pairs": n})
+    tg, ct = tg[:n], ct[:n]
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shard = Path(tempfile.mkdtemp(dir=a.tmp)) / "pairs.parquet"
+    pq.write_table(pa.table({"target": tg, "context": ct}), shard)
+    t0 = cpu()
+    D.read_shard(shard)
+    rows.append({"variant": "shard-read", "cpu_s": cpu() - t0, "pairs": n, "bytes": shard.stat().st_size})
+
+    kernel("numba-shared", True, 8)
+    kernel("numba-shared+loss", True, 1)
+    kernel("numba-per-pair", False, 8)
+
+    # torch batched: the same pairs, batches of 4096
+    syn0, syn1 = (torch.from_numpy(x) for x in init_vectors(V, dim, 1))
+    thr = torch.from_numpy(c.neg_threshold.astype(np.int64))
+    alias = torch.from_numpy(c.neg_alias.astype(np.int64))
+    t_all, c_all = torch.from_numpy(tg.astype(np.int64)), torch.from_numpy(ct.astype(np.int64))
+    gen = torch.Generator().manual_seed(1)
+    limit = min(n, 2_000_000)  # enough for a stable rate
+    t0 = cpu()
+    for i in range(0, limit, 4096):
+        tb, cb = t_all[i:i + 4096], c_all[i:i + 4096]
+        torch_step(syn0, syn1, tb, cb, torch_negatives(thr, alias, (len(tb), negative), gen), 0.025)
+    rows.append({"variant": "torch-batched", "cpu_s": cpu() - t0, "pairs": limit})
+    with torch.profiler.profile() as prof:
+        for i in range(0, 200_000, 4096):
+            tb, cb = t_all[i:i + 4096], c_all[i:i + 4096]
+            torch_step(syn0, syn1, tb, cb, torch_negatives(thr, alias, (len(tb), negative), gen), 0.025)
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    breakdown = [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3)} for e in ops[:6]]
+
+    # gensim, 1 worker, same slice (its pair count equals ours up to the random draws)
+    from gensim.models import Word2Vec
+
+    sents = [line.split() for line in open(Path(vocab_step.info["parent_dir"]) / "corpus.txt", encoding="utf-8")]
+    model = Word2Vec(sg=1, negative=5, window=5, vector_size=100, min_count=5, sample=1e-3, workers=1, epochs=1)
+    model.build_vocab(sents)
+    t0 = cpu()
+    model.train(sents, total_examples=len(sents), epochs=1)
+    rows.append({"variant": "gensim", "cpu_s": cpu() - t0, "pairs": n, "note": "pairs: textlab's count for the slice"})
+
+    g = next(r for r in rows if r["variant"] == "gensim")
+    g_ns = g["cpu_s"] / g["pairs"] * 1e9
+    for r in rows:
+        r["ns_per_pair"] = round(r["cpu_s"] / r["pairs"] * 1e9, 1)
+        r["pairs_per_cpu_s"] = round(r["pairs"] / r["cpu_s"])
+        r["vs_gensim"] = round(g_ns / r["ns_per_pair"], 2)
+        r["cpu_s"] = round(r["cpu_s"], 3)
+    result = {"corpus": corpus_file.name, "tokens": c.tokens, "vocab_size": V, "pairs": n, "load_start": round(load0, 2),
+              "load_end": round(os.getloadavg()[0], 2), "rows": rows, "torch_breakdown": breakdown}
+    out = Console(width=140)
+    t = Table(title=f"CPU time per pair, 1 thread, {c.tokens:,} words of text8like, {n:,} pairs "
+                    f"(load {result['load_start']}→{result['load_end']})")
+    for col in ("variant", "ns/pair", "pairs per CPU s", "speed vs gensim"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for r in rows:
+        t.add_row(r["variant"], f"{r['ns_per_pair']:,.0f}", f"{r['pairs_per_cpu_s']:,}", f"{r['vs_gensim']:.2f}x")
+    out.print(t)
+    out.print("torch-batched, share of CPU time by op: " + ", ".join(f"{b['op']} {100 * b['share']:.0f}%" for b in breakdown))
+    if not a.no_write:
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        out.print(f"written: {OUT}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
