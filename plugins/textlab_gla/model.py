@@ -148,6 +148,20 @@ class _LM(nn.Module):
     def _block_kwargs(self, return_cache: bool, **kw) -> dict:
         return kw
 
+    prefill_kwargs: dict = {}
+    step_kwargs: dict = {}
+
+    def prefill(self, idx: torch.Tensor, max_len: int | None = None):
+        """Read a prompt [B, T]; returns the last logits [B, V] and the generation cache."""
+        kw = {k: (max_len if k == "max_len" else v) for k, v in self.prefill_kwargs.items()}
+        logits, cache = self(idx, return_cache=True, **kw)
+        return logits[:, -1], cache
+
+    def step(self, token: torch.Tensor, cache: list):
+        """One new token per sequence (ids [B]); returns its logits [B, V] and the updated cache."""
+        logits, cache = self(token[:, None], cache, return_cache=True, **self.step_kwargs)
+        return logits[:, -1], cache
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -159,18 +173,12 @@ class GLALM(_LM):
         blocks = [Block(cfg.d_model, cfg.norm_eps, GLALayer(cfg)) for _ in range(cfg.n_layers)]
         self._setup(cfg.vocab_size, cfg.d_model, cfg.norm_eps, blocks, cfg.tie_embeddings, cfg.init_std)
 
+    # the prompt is read with the chunk form, each new token with one recurrent step per layer
+    prefill_kwargs = {"form": "chunk"}
+    step_kwargs = {"form": "recurrent"}
+
     def _block_kwargs(self, return_cache: bool, form: str = "chunk") -> dict:
         return {"form": form, "return_state": return_cache}
-
-    def prefill(self, idx: torch.Tensor, max_len: int | None = None):
-        """Read a prompt with the chunk form; returns the last logits [B, V] and the states."""
-        logits, states = self(idx, return_cache=True, form="chunk")
-        return logits[:, -1], states
-
-    def step(self, token: torch.Tensor, states: list):
-        """One recurrent step per layer for token ids [B]: constant time and memory."""
-        logits, states = self(token[:, None], states, return_cache=True, form="recurrent")
-        return logits[:, -1], states
 
 
 # ============================================================================ Transformer
@@ -248,17 +256,11 @@ class TransformerLM(_LM):
         blocks = [Block(cfg.d_model, cfg.norm_eps, Attention(cfg)) for _ in range(cfg.n_layers)]
         self._setup(cfg.vocab_size, cfg.d_model, cfg.norm_eps, blocks, cfg.tie_embeddings, cfg.init_std)
 
+    # the prompt is read with causal SDPA into a key/value cache preallocated for max_len positions
+    prefill_kwargs = {"max_len": None}
+
     def _block_kwargs(self, return_cache: bool, max_len: int | None = None) -> dict:
         return {"return_cache": return_cache, "max_len": max_len}
-
-    def prefill(self, idx: torch.Tensor, max_len: int | None = None):
-        """Read a prompt (causal SDPA) and keep its keys/values in a cache of `max_len` positions."""
-        logits, caches = self(idx, return_cache=True, max_len=max_len)
-        return logits[:, -1], caches
-
-    def step(self, token: torch.Tensor, caches: list):
-        logits, caches = self(token[:, None], caches, return_cache=True)
-        return logits[:, -1], caches
 
 
 def cache_nbytes(cache: list) -> int:
