@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import GLAConfig, TransformerConfig
-from .ops import gla_chunk, gla_parallel, gla_recurrent
+from .ops import gla_chunk, gla_parallel, gla_recurrent, gla_step
 
 
 def swiglu_width(d: int, ratio: int = 4) -> int:
@@ -94,6 +94,9 @@ class GLALayer(nn.Module):
         kw = dict(scale=self.dk ** -0.5, initial_state=state, output_final_state=return_state)
         if form == "chunk":
             o, state = gla_chunk(q, k, v, g, chunk_size=self.chunk_size, sub_chunk=self.sub_chunk, **kw)
+        elif form == "recurrent" and T == 1:  # decoding: one step, no loop
+            o, state = gla_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], g[:, :, 0], state, self.dk ** -0.5)
+            o = o.unsqueeze(2)
         elif form == "recurrent":
             o, state = gla_recurrent(q, k, v, g, **kw)
         elif form == "parallel":
@@ -208,12 +211,27 @@ class KVCache:
         return (self.k.numel() + self.v.numel()) * self.k.element_size()
 
 
+_ROPE: dict = {}
+
+
+def _rope_table(n: int, dh: int, base: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [>= n, dh/2], computed once and grown by doubling (decoding asks every step)."""
+    key = (dh, base, str(device), dtype)
+    cos, sin = _ROPE.get(key, (None, None))
+    if cos is None or cos.shape[0] < n:
+        size = max(n, 2 * (cos.shape[0] if cos is not None else 1024))
+        inv = 1.0 / (base ** (torch.arange(0, dh, 2, dtype=torch.float64, device=device) / dh))
+        ang = torch.arange(size, dtype=torch.float64, device=device)[:, None] * inv
+        cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
+        _ROPE[key] = (cos, sin)
+    return cos, sin
+
+
 def rope(x: torch.Tensor, pos0: int, base: float) -> torch.Tensor:
     """Rotary position embedding (rotate-half convention) for positions pos0 .. pos0 + T - 1."""
     T, dh = x.shape[-2], x.shape[-1]
-    inv = 1.0 / (base ** (torch.arange(0, dh, 2, dtype=torch.float32, device=x.device) / dh))
-    ang = torch.arange(pos0, pos0 + T, dtype=torch.float32, device=x.device)[:, None] * inv
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    cos, sin = _rope_table(pos0 + T, dh, base, x.device, x.dtype)
+    cos, sin = cos[pos0:pos0 + T], sin[pos0:pos0 + T]
     x1, x2 = x[..., : dh // 2], x[..., dh // 2:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
 

@@ -34,7 +34,6 @@ def prep(*,
     for split, info in meta["splits"].items():
         table.add_row(split, f"{info['chars']:,}", f"{info['lines']:,}", f"{info['distinct']:,}", f"{info['unk']:,}")
     textlab.show(table)
-    textlab.status(f"cached in {meta['dir']}")
     return meta
 
 
