@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="gla-bench-") as tmp:
         runs_dir = Path(tmp) / "runs"
         if "quality" not in skip or "generation" not in skip:
-            extra = ["--eval-every", "250", "--eval-chars", "65536"]
+            extra = ["--eval-every", "250", "--eval-chars", "65536", "--warmup", "30"]
             if args.quick:
                 extra = ["--eval-every", "50", "--eval-chars", "16384", "--warmup", "20"]
             eval_extra = ["--max-chars", "65536"] if args.quick else []

@@ -213,6 +213,10 @@ class _FastChunk(torch.autograd.Function):
     dkd = v dS_outᵀ, states in reverse; then dq = s·exp(Bc)·dqe, dk = (dki + exp(Bl)·dkd)·exp(-Bc),
     dBc = qe·dqe - ki·dki - kd·dkd (+ the chunk-decay terms on the last row) and
     dg = reverse cumsum of dBc within the chunk.
+
+    Layout: inputs are [B, H, N, C, D] and may be strided views of a time-major [B, T, H, D]
+    projection; `o` and the gradients are written time-major through `out=`, so the model's
+    transposes back to [B, T, H, D] are free (no copies on the way in or out).
     """
 
     @staticmethod
@@ -220,23 +224,28 @@ class _FastChunk(torch.autograd.Function):
         B, H, N, C, K = q.shape
         V = v.shape[-1]
         mask = ~_causal_mask(C, q.device)
-        eB = g.cumsum(-2).exp_()
-        qe = q * eB
-        qe.mul_(scale)
-        ki = k / eB
+        v = v.contiguous()
+        eB = g.cumsum(-2).exp_().contiguous()
+        qe = torch.mul(eB, q).mul_(scale)
+        ki = torch.div(k, eB, out=torch.empty_like(eB))
         A = (qe @ ki.transpose(-1, -2)).masked_fill_(mask, 0.0)
-        o = A @ v
         eBl = eB[..., -1:, :]  # [B, H, N, 1, K]
         kd = ki * eBl
         U = kd.transpose(-1, -2) @ v  # [B, H, N, K, V]
         decay = eBl.transpose(-1, -2)  # [B, H, N, K, 1]
-        states = torch.empty(B, H, N, K, V, dtype=q.dtype, device=q.device)
-        S = S0 if S0 is not None else torch.zeros(B, H, K, V, dtype=q.dtype, device=q.device)
+        states = torch.empty(B, H, N, K, V, dtype=q.dtype, device=q.device)  # the state entering chunk n
+        S = torch.empty(B, H, K, V, dtype=q.dtype, device=q.device)  # the final state
+        if S0 is None:
+            states[:, :, 0].zero_()
+        else:
+            states[:, :, 0].copy_(S0)
         for n in range(N):
-            states[:, :, n] = S
-            S = torch.addcmul(U[:, :, n], S, decay[:, :, n])
+            torch.addcmul(U[:, :, n], states[:, :, n], decay[:, :, n], out=states[:, :, n + 1] if n + 1 < N else S)
+        o = _time_major(B, H, N, C, V, q)
         if N > 1 or S0 is not None:
-            o.add_(qe @ states)
+            torch.add(A @ v, qe @ states, out=o)
+        else:
+            torch.matmul(A, v, out=o)
         ctx.save_for_backward(eB, qe, ki, kd, v, A, states)
         ctx.scale, ctx.has_S0 = scale, S0 is not None
         return o, S
@@ -246,35 +255,44 @@ class _FastChunk(torch.autograd.Function):
     def backward(ctx, do, dS):
         eB, qe, ki, kd, v, A, states = ctx.saved_tensors
         B, H, N, C, K = qe.shape
+        V = v.shape[-1]
         mask = ~_causal_mask(C, qe.device)
-        if do is None:
-            do = torch.zeros_like(v)
+        do = torch.zeros_like(v) if do is None else do.contiguous()
         dA = (do @ v.transpose(-1, -2)).masked_fill_(mask, 0.0)
         dqe = dA @ ki
         dqe.add_(do @ states.transpose(-1, -2))
         dki = dA.transpose(-1, -2) @ qe
-        dv = A.transpose(-1, -2) @ do
         # the states, in reverse: dU[n] is the gradient of the state leaving chunk n
-        QO = qe.transpose(-1, -2) @ do  # [B, H, N, K, V]
+        QO = qe.transpose(-1, -2) @ do  # [B, H, N, K, V]: chunk n's queries' share of dS_in[n]
         eBl = eB[..., -1:, :]
         decay = eBl.transpose(-1, -2)
         dU = torch.empty_like(states)
-        dS = dS if dS is not None else torch.zeros_like(states[:, :, 0])
+        dS0 = torch.empty(B, H, K, V, dtype=qe.dtype, device=qe.device) if ctx.has_S0 else None
+        if dS is None:
+            dU[:, :, N - 1].zero_()
+        else:
+            dU[:, :, N - 1].copy_(dS)
         for n in range(N - 1, -1, -1):
-            dU[:, :, n] = dS
-            dS = torch.addcmul(QO[:, :, n], dS, decay[:, :, n])
+            if n or dS0 is not None:
+                torch.addcmul(QO[:, :, n], dU[:, :, n], decay[:, :, n], out=dU[:, :, n - 1] if n else dS0)
         d_decay = (states * dU).sum(-1)  # [B, H, N, K]: gradient of exp(Bl) through the state update
-        dv.add_(kd @ dU)
         dkd = v @ dU.transpose(-1, -2)  # [B, H, N, C, K]
-        dq = dqe * eB
-        dq.mul_(ctx.scale)
-        dk = torch.addcmul(dki, dkd, eBl).div_(eB)
+        dv = _time_major(B, H, N, C, V, qe)
+        torch.add(A.transpose(-1, -2) @ do, kd @ dU, out=dv)
+        dq = torch.mul(dqe, eB, out=_time_major(B, H, N, C, K, qe)).mul_(ctx.scale)
+        dk = torch.addcmul(dki, dkd, eBl, out=_time_major(B, H, N, C, K, qe)).div_(eB)
         kdd = kd * dkd
         dB = qe * dqe
         dB.sub_(ki * dki).sub_(kdd)
         dB[..., -1, :] += kdd.sum(-2) + eBl.squeeze(-2) * d_decay
-        dg = dB.flip(-2).cumsum(-2).flip(-2)
-        return dq, dk, dv, dg, (dS if ctx.has_S0 else None), None
+        # dg = reverse cumsum of dB within each chunk (= chunk total - inclusive cumsum + dB)
+        dg = torch.sub(dB.sum(-2, keepdim=True), dB.cumsum(-2), out=_time_major(B, H, N, C, K, qe)).add_(dB)
+        return dq, dk, dv, dg, dS0, None
+
+
+def _time_major(B: int, H: int, N: int, C: int, D: int, like: torch.Tensor) -> torch.Tensor:
+    """An empty [B, H, N, C, D] tensor laid out as [B, N, C, H, D] (time before heads)."""
+    return torch.empty(B, N, C, H, D, dtype=like.dtype, device=like.device).permute(0, 3, 1, 2, 4)
 
 
 def _causal_mask(n: int, device) -> torch.Tensor:
