@@ -191,6 +191,62 @@ def generation(ckpts: dict[str, str], lengths: list[int], threads: int, env: dic
     return rows
 
 
+# ============================================================================ profile (--profile T)
+CATEGORIES = [  # first match wins; by the profiler's top-level op names
+    ("dense matmuls (projections, MLP, head)", ("aten::mm", "aten::addmm", "aten::linear")),
+    ("GLA operator (chunk form)", ("_FastChunk", "aten::bmm", "aten::matmul", "aten::cumsum", "aten::addcmul")),
+    ("softmax attention (SDPA)", ("aten::_scaled_dot_product", "aten::scaled_dot_product")),
+    ("copies / layout", ("aten::copy_", "aten::cat", "aten::clone", "aten::contiguous")),
+]
+
+
+def profile(data: str, T: int, threads: int) -> dict:
+    """Self CPU time of one training step (forward + backward) of each model, by operator and by
+    category. Run it under the benchmark lock: it is a timing."""
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from textlab_gla import data as gdata
+    from textlab_gla.config import GLAConfig, TransformerConfig
+    from textlab_gla.model import build_gla, build_transformer
+
+    torch.set_num_threads(threads)
+    vocab, _ = gdata.vocab_for(data)
+    B = max(1, 16384 // T)
+    x = torch.randint(0, len(vocab), (B, T + 1), generator=torch.Generator().manual_seed(0))
+    out = {"seq_len": T, "batch": B, "threads": threads, "models": {}}
+    for name, build, cfg in (("gla", build_gla, GLAConfig), ("transformer", build_transformer, TransformerConfig)):
+        torch.manual_seed(0)
+        net = build(cfg(vocab_size=len(vocab)), None)
+
+        def step():
+            loss = F.cross_entropy(net(x[:, :-1]).reshape(-1, len(vocab)), x[:, 1:].reshape(-1))
+            loss.backward()
+
+        step()  # warm-up
+        before = load()
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        after = load()
+        ops = sorted(((e.key, e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()),
+                     key=lambda r: -r[1])
+        total = sum(t for _, t, _ in ops)
+        cats = {c: 0.0 for c, _ in CATEGORIES}
+        cats["other (elementwise, norms, gates, RoPE, loss)"] = 0.0
+        for key, t, _ in ops:
+            cat = next((c for c, names in CATEGORIES if key.startswith(names)), None)
+            cats[cat or "other (elementwise, norms, gates, RoPE, loss)"] += t
+        out["models"][name] = {"total_s": round(total, 3), "load_before": before, "load_after": after,
+                               "categories_s": {k: round(v, 3) for k, v in cats.items()},
+                               "top_ops": [[k, round(t, 3), n] for k, t, n in ops[:15]]}
+        print(f"  profile T={T} {name:11s} {total:.2f} s self CPU  " +
+              ", ".join(f"{k.split(' (')[0]} {v:.2f}" for k, v in cats.items()) + f"  (load {before[0]} -> {after[0]})",
+              flush=True)
+    return out
+
+
 # ============================================================================ report
 def targets(tp: list[dict], quality: list[dict], gen: list[dict]) -> dict:
     def rate(model, T):
@@ -268,7 +324,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gen-lengths", default=None, help="default 256,1024,4096 (quick: 256,1024)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: throughput, quality, generation")
     ap.add_argument("--out", default=str(RESULTS / "gla.json"))
+    ap.add_argument("--profile", type=int, default=None, metavar="T",
+                    help="only profile one training step of each model at sequence length T "
+                         "(writes benchmarks/results/gla-profile-T.json)")
     args = ap.parse_args(argv)
+    if args.profile:
+        res = profile(args.data, args.profile, args.threads)
+        res["command"] = " ".join(["benchmarks/gla.py", *(argv if argv is not None else sys.argv[1:])])
+        path = RESULTS / f"gla-profile-{args.profile}.json"
+        path.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        print(f"written: {path}")
+        return
     budget = args.budget or ("45s" if args.quick else "10m")
     repeats = args.repeats or (1 if args.quick else 3)
     gen_lengths = [int(x) for x in (args.gen_lengths or ("256,1024" if args.quick else "256,1024,4096")).split(",")]

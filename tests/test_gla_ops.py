@@ -64,14 +64,21 @@ def test_three_forms_agree_in_outputs_and_gradients(dtype, s, T):
     assert_close(outputs_and_grads(gla_chunk, xs, chunk_size=32, sub_chunk=8, path="subchunk"), ref, dtype)
 
 
-def test_the_fast_path_is_taken_for_ordinary_gates_and_not_for_extreme_ones(monkeypatch):
-    calls = []
-    real = ops._FastChunk.apply
-    monkeypatch.setattr(ops._FastChunk, "apply", lambda *a: calls.append(1) or real(*a))
-    gla_chunk(*make(s=1))
-    assert calls == [1]
-    gla_chunk(*make(s=200))
-    assert calls == [1]  # chunks that forget more than ~31 nats go through the sub-chunk path
+def test_only_strongly_forgetting_chunks_take_the_sub_chunk_path(monkeypatch):
+    chunks = []
+    real = ops._subchunk_intra
+    monkeypatch.setattr(ops, "_subchunk_intra", lambda q, *a: chunks.append(q.shape[0]) or real(q, *a))
+    gla_chunk(*make(T=128, s=1))  # B 2 x H 2 x 2 chunks of 64, ordinary gates: one matmul per chunk
+    assert chunks == []
+    gla_chunk(*make(T=128, s=200))
+    assert chunks == [8]  # every chunk forgets more than ~31 nats
+    q, k, v, g = make(s=1)
+    strong = g.detach().clone()
+    strong[0, 1, 64:128] = -5.0  # one chunk of one head forgets 320 nats per channel (float64 limit: 248)
+    chunks.clear()
+    ref = outputs_and_grads(gla_recurrent, [q, k, v, strong.requires_grad_()])
+    assert_close(outputs_and_grads(gla_chunk, [q, k, v, strong]), ref, torch.float64)
+    assert chunks == [1]
 
 
 def test_definition_on_a_hand_computed_case():

@@ -23,16 +23,17 @@ restarted at each chunk start (non-increasing), `Bl` its last row.
    `S[n+1] = exp(Bl) ⊙ S[n] + (K ⊙ exp(Bl - Bc))ᵀ V`, and `O_inter = (Q ⊙ exp(Bc)) S[n]`.
    Every exponent is <= 0.
 2. Intra-chunk: `A[i, j] = Σ_c q_ic k_jc exp(Bc_ic - Bc_jc)` for j <= i, then `O += A V`.
-   Each chunk is split into sub-chunks of c tokens ("secondary-level chunking"). Query
-   sub-chunk a uses the reference point r_a = Bc just before its first row, and one matmul
-   `(Q_a ⊙ exp(Bc_a - r_a)) (K ⊙ exp(r_a - Bc))ᵀ` gives its row of blocks. For key sub-chunks
-   before a both factors are <= 1 (Bc only decreases), so those blocks can never overflow.
-   For the diagonal block (keys inside sub-chunk a) the key factor is at most
-   exp(-(decay over sub-chunk a)); while that decay stays below `limit` (≈31 nats in float32,
-   248 in float64) the product is exact and cheap. Sub-chunks whose decay is larger (strongly
-   forgetting gates) get their diagonal block recomputed elementwise in log space, with the
-   exponent masked to -inf before `exp`, never exponentiating a positive number. So the result
-   is correct for any gate; training data with ordinary gates takes the fast path throughout.
+   a. A chunk that forgets less than `limit` nats in every channel (≈31 in float32, 248 in
+      float64) uses one matmul, `A = tril((Q ⊙ exp(Bc)) (K ⊙ exp(-Bc))ᵀ)`: both factors stay
+      within exp(±limit), so nothing overflows or underflows and the product is exact. This is
+      what ordinary gates do, and it is the training hot path (`_FastChunk`, backward by hand).
+   b. A chunk that forgets more (g is unbounded below) uses the paper's secondary-level
+      chunking (`_subchunk_intra`): sub-chunks of c tokens, each read relative to r_a, the
+      cumulative gate just before it; earlier sub-chunks reach it through their states (keys
+      decayed to the end of their sub-chunk, then from sub-chunk to sub-chunk: exponents <= 0).
+      The diagonal c x c blocks use one matmul while the sub-chunk forgets less than `limit`,
+      else the elementwise log-space form with the exponent masked to -inf before `exp` (never
+      exponentiating a positive number). Correct for any gate.
 """
 
 from __future__ import annotations
@@ -112,9 +113,10 @@ def gla_chunk(q, k, v, g, *, scale=None, initial_state=None, output_final_state=
               chunk_size: int = 64, sub_chunk: int = 16, path: str = "auto"):
     """Chunkwise-parallel form (see the module docstring).
 
-    `path`: "auto" (one matmul per chunk where that is safe, sub-chunks elsewhere),
-    "subchunk" (secondary-level chunking everywhere) or "exact" (sub-chunks, and every
-    diagonal sub-chunk block in log space). All three give the same result; tests compare them.
+    `path`: "auto" (one matmul per chunk where that is safe, secondary-level chunking for the
+    chunks that forget more), "subchunk" (secondary-level chunking for every chunk) or "exact"
+    (that, with every diagonal sub-chunk block in log space). All three give the same result;
+    the tests compare them.
     """
     B, H, T, K = q.shape
     V = v.shape[-1]
@@ -135,40 +137,20 @@ def gla_chunk(q, k, v, g, *, scale=None, initial_state=None, output_final_state=
     q, k, g = (x.reshape(B, H, N, C, K) for x in (q, k, g))
     v = v.reshape(B, H, N, C, V)
     limit = safe_limit(acc)
-    if path == "auto" and bool((g.sum(-2) >= -limit).all()):
-        # every chunk forgets less than `limit`: the fused one-matmul-per-chunk path with a
-        # hand-written backward (the training hot path)
-        S0 = None if initial_state is None else initial_state.to(acc)
-        o, state = _FastChunk.apply(q, k, v, g, S0, scale)
-        o = o.reshape(B, H, N * C, V)[:, :, :T].to(out_dtype)
-        return o, (state if output_final_state else None)
-    q = q * scale
-    Bc = g.cumsum(-2)  # cumulative log-gate, restarted at each chunk; non-increasing
-    Bl = Bc[..., -1:, :]  # [B, H, N, 1, K]: each chunk's total decay
-    qe = q * Bc.exp()  # queries decayed from the chunk start: factors <= 1
-
-    # intra-chunk, one matmul per chunk: exact while exp(-Bc) <= exp(limit), i.e. -Bl <= limit
-    ki = k * (-Bc).clamp(max=limit).exp()
-    A = (qe @ ki.transpose(-1, -2)).masked_fill(~_causal_mask(C, q.device), 0.0)
-    o = A @ v
-    unsafe = (Bl.squeeze(-2) < -limit).any(-1) if path == "auto" else torch.ones(B, H, N, dtype=torch.bool)
-    if bool(unsafe.any()):  # strongly forgetting chunks: secondary-level chunking (stable for any gate)
+    # chunks that forget more than `limit` nats in some channel cannot use the one-matmul
+    # intra-chunk product: their intra part comes from secondary-level chunking instead
+    if path == "auto":
+        unsafe = (g.sum(-2) < -limit).any(-1)  # [B, H, N]
+    else:
+        unsafe = torch.ones(B, H, N, dtype=torch.bool, device=q.device)
+    any_unsafe = bool(unsafe.any())
+    S0 = None if initial_state is None else initial_state.to(acc)
+    o, state = _FastChunk.apply(q, k, v, g, S0, scale, unsafe if any_unsafe else None, limit)
+    if any_unsafe:
         idx = unsafe.nonzero(as_tuple=True)
-        o = o.index_put(idx, _subchunk_intra(q[idx], k[idx], v[idx], Bc[idx], sub_chunk, path == "exact"))
-
-    # inter-chunk: carry the state from chunk to chunk (every exponent <= 0)
-    state = None if initial_state is None else initial_state.to(acc)
-    if N > 1 or state is not None or output_final_state:
-        U = (k * (Bl - Bc).exp()).transpose(-1, -2) @ v  # [B, H, N, K, V]: each chunk's own state
-        decay = Bl.exp().transpose(-1, -2).unbind(2)
-        U = U.unbind(2)
-        if state is None:
-            state = torch.zeros(B, H, K, V, dtype=acc, device=q.device)
-        states = []
-        for n in range(N):
-            states.append(state)
-            state = state * decay[n] + U[n]
-        o = o + qe @ torch.stack(states, 2)
+        Bc = g[idx].cumsum(-2)
+        o = o.index_put(idx, _subchunk_intra(q[idx] * scale, k[idx], v[idx], Bc, sub_chunk, path == "exact"),
+                        accumulate=True)
     o = o.reshape(B, H, N * C, V)[:, :, :T].to(out_dtype)
     return o, (state if output_final_state else None)
 
@@ -203,8 +185,9 @@ def _subchunk_intra(q, k, v, Bc, c: int, force_exact: bool) -> torch.Tensor:
 
 
 class _FastChunk(torch.autograd.Function):
-    """Chunk form for chunks that forget less than `safe_limit` (checked by the caller), with
-    the backward written out by hand: far fewer (and larger) operations than autograd's.
+    """The chunk form with the backward written out by hand: far fewer (and larger) operations
+    than autograd's. The intra-chunk product is skipped for the chunks marked `unsafe` (they
+    forget more than `limit`); the caller adds their intra part from `_subchunk_intra`.
 
     Per chunk (all [.., C, K] or [.., C, V]): Bc = cumsum(g), qe = s·q·exp(Bc),
     ki = k·exp(-Bc) (<= exp(limit)), kd = ki·exp(Bl) = k·exp(Bl - Bc) (<= 1),
@@ -220,17 +203,26 @@ class _FastChunk(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, g, S0, scale):
+    def forward(ctx, q, k, v, g, S0, scale, unsafe, limit):
         B, H, N, C, K = q.shape
         V = v.shape[-1]
         mask = ~_causal_mask(C, q.device)
         v = v.contiguous()
-        eB = g.cumsum(-2).exp_().contiguous()
+        Bc = g.cumsum(-2)
+        eB = Bc.exp().contiguous()
         qe = torch.mul(eB, q).mul_(scale)
-        ki = torch.div(k, eB, out=torch.empty_like(eB))
-        A = (qe @ ki.transpose(-1, -2)).masked_fill_(mask, 0.0)
         eBl = eB[..., -1:, :]  # [B, H, N, 1, K]
-        kd = ki * eBl
+        if unsafe is None:  # every chunk is safe: exp(-Bc) <= exp(limit)
+            fac_i = fac_d = None
+            ki = torch.div(k, eB, out=torch.empty_like(eB))
+            kd = ki * eBl
+        else:  # ki clamped (finite; unused where unsafe: A is zeroed there), kd exact (<= 1)
+            fac_i = Bc.neg().clamp_(max=limit).exp_().contiguous()
+            fac_d = (Bc[..., -1:, :] - Bc).exp_().contiguous()
+            ki = torch.mul(fac_i, k)
+            kd = torch.mul(fac_d, k)
+            mask = mask | unsafe[..., None, None]
+        A = (qe @ ki.transpose(-1, -2)).masked_fill_(mask, 0.0)
         U = kd.transpose(-1, -2) @ v  # [B, H, N, K, V]
         decay = eBl.transpose(-1, -2)  # [B, H, N, K, 1]
         states = torch.empty(B, H, N, K, V, dtype=q.dtype, device=q.device)  # the state entering chunk n
@@ -246,17 +238,19 @@ class _FastChunk(torch.autograd.Function):
             torch.add(A @ v, qe @ states, out=o)
         else:
             torch.matmul(A, v, out=o)
-        ctx.save_for_backward(eB, qe, ki, kd, v, A, states)
+        ctx.save_for_backward(eB, qe, ki, kd, v, A, states, unsafe, fac_i, fac_d)
         ctx.scale, ctx.has_S0 = scale, S0 is not None
         return o, S
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, do, dS):
-        eB, qe, ki, kd, v, A, states = ctx.saved_tensors
+        eB, qe, ki, kd, v, A, states, unsafe, fac_i, fac_d = ctx.saved_tensors
         B, H, N, C, K = qe.shape
         V = v.shape[-1]
         mask = ~_causal_mask(C, qe.device)
+        if unsafe is not None:
+            mask = mask | unsafe[..., None, None]
         do = torch.zeros_like(v) if do is None else do.contiguous()
         dA = (do @ v.transpose(-1, -2)).masked_fill_(mask, 0.0)
         dqe = dA @ ki
@@ -280,14 +274,17 @@ class _FastChunk(torch.autograd.Function):
         dv = _time_major(B, H, N, C, V, qe)
         torch.add(A.transpose(-1, -2) @ do, kd @ dU, out=dv)
         dq = torch.mul(dqe, eB, out=_time_major(B, H, N, C, K, qe)).mul_(ctx.scale)
-        dk = torch.addcmul(dki, dkd, eBl, out=_time_major(B, H, N, C, K, qe)).div_(eB)
+        if fac_i is None:
+            dk = torch.addcmul(dki, dkd, eBl, out=_time_major(B, H, N, C, K, qe)).div_(eB)
+        else:
+            dk = torch.mul(dki, fac_i, out=_time_major(B, H, N, C, K, qe)).addcmul_(dkd, fac_d)
         kdd = kd * dkd
         dB = qe * dqe
         dB.sub_(ki * dki).sub_(kdd)
         dB[..., -1, :] += kdd.sum(-2) + eBl.squeeze(-2) * d_decay
         # dg = reverse cumsum of dB within each chunk (= chunk total - inclusive cumsum + dB)
         dg = torch.sub(dB.sum(-2, keepdim=True), dB.cumsum(-2), out=_time_major(B, H, N, C, K, qe)).add_(dB)
-        return dq, dk, dv, dg, dS0, None
+        return dq, dk, dv, dg, dS0, None, None, None
 
 
 def _time_major(B: int, H: int, N: int, C: int, D: int, like: torch.Tensor) -> torch.Tensor:
