@@ -101,6 +101,14 @@ def test_gla_state_is_constant_in_length_and_the_kv_cache_grows():
     assert sizes["transformer", 100] > 5 * sizes["transformer", 10]
 
 
+def test_training_after_generation_in_the_same_process():
+    model = tiny_transformer(torch.float32)
+    generate_ids(model, ids(B=1, T=5)[0], 3000)  # tables made under inference mode, beyond 1024 positions
+    model.train()
+    model(ids(B=1, T=2100)).sum().backward()
+    assert model.embed.weight.grad is not None
+
+
 def test_sampling():
     logits = torch.tensor([[0.0, 5.0, 1.0, 4.0]])
     assert sample_next(logits, 0.0, 0, None).item() == 1

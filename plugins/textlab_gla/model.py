@@ -220,9 +220,10 @@ def _rope_table(n: int, dh: int, base: float, device, dtype) -> tuple[torch.Tens
     cos, sin = _ROPE.get(key, (None, None))
     if cos is None or cos.shape[0] < n:
         size = max(n, 2 * (cos.shape[0] if cos is not None else 1024))
-        inv = 1.0 / (base ** (torch.arange(0, dh, 2, dtype=torch.float64, device=device) / dh))
-        ang = torch.arange(size, dtype=torch.float64, device=device)[:, None] * inv
-        cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
+        with torch.inference_mode(False), torch.no_grad():  # usable later by training, even if made while generating
+            inv = 1.0 / (base ** (torch.arange(0, dh, 2, dtype=torch.float64, device=device) / dh))
+            ang = torch.arange(size, dtype=torch.float64, device=device)[:, None] * inv
+            cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
         _ROPE[key] = (cos, sin)
     return cos, sin
 
