@@ -123,20 +123,25 @@ class Block(nn.Module):
 
 
 class _LM(nn.Module):
-    """Embedding, blocks, final norm and head; the shared parts of both models."""
+    """Embedding, blocks (with the subclass's token mixer), final norm and head."""
 
-    def _setup(self, vocab_size: int, d: int, eps: float, blocks: list[nn.Module], tie: bool, std: float):
-        self.vocab_size = vocab_size
-        self.embed = nn.Embedding(vocab_size, d)
-        self.blocks = nn.ModuleList(blocks)
+    mixer: type
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        d, eps = cfg.d_model, cfg.norm_eps
+        self.vocab_size = cfg.vocab_size
+        self.embed = nn.Embedding(cfg.vocab_size, d)
+        self.blocks = nn.ModuleList(Block(d, eps, self.mixer(cfg)) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(d, eps)
-        self.head = nn.Linear(d, vocab_size, bias=False)
+        self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         for m in self.modules():  # fla's init: N(0, 0.02) weights, zero biases, norm weights 1
             if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, 0.0, std)
+                nn.init.normal_(m.weight, 0.0, cfg.init_std)
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)
-        if tie:
+        if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
 
     def forward(self, idx: torch.Tensor, cache: list | None = None, return_cache: bool = False, **kw):
@@ -170,12 +175,7 @@ class _LM(nn.Module):
 
 
 class GLALM(_LM):
-    def __init__(self, cfg: GLAConfig):
-        super().__init__()
-        self.cfg = cfg
-        blocks = [Block(cfg.d_model, cfg.norm_eps, GLALayer(cfg)) for _ in range(cfg.n_layers)]
-        self._setup(cfg.vocab_size, cfg.d_model, cfg.norm_eps, blocks, cfg.tie_embeddings, cfg.init_std)
-
+    mixer = GLALayer
     # the prompt is read with the chunk form, each new token with one recurrent step per layer
     prefill_kwargs = {"form": "chunk"}
     step_kwargs = {"form": "recurrent"}
@@ -269,12 +269,7 @@ class Attention(nn.Module):
 
 
 class TransformerLM(_LM):
-    def __init__(self, cfg: TransformerConfig):
-        super().__init__()
-        self.cfg = cfg
-        blocks = [Block(cfg.d_model, cfg.norm_eps, Attention(cfg)) for _ in range(cfg.n_layers)]
-        self._setup(cfg.vocab_size, cfg.d_model, cfg.norm_eps, blocks, cfg.tie_embeddings, cfg.init_std)
-
+    mixer = Attention
     # the prompt is read with causal SDPA into a key/value cache preallocated for max_len positions
     prefill_kwargs = {"max_len": None}
 
