@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import GLAConfig, TransformerConfig
-from .ops import gla_chunk, gla_parallel, gla_recurrent, gla_step
+from .ops import gla_chunk, gla_parallel, gla_recurrent
 
 
 def swiglu_width(d: int, ratio: int = 4) -> int:
@@ -87,6 +87,8 @@ class GLALayer(nn.Module):
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, form: str = "chunk",
                 return_state: bool = False):
         B, T, _ = x.shape
+        if form == "recurrent" and T == 1:
+            return self._step(x, state)
         q, k, v, r, z = self.proj(x).split(self.splits, -1)
         g = self.log_gate(z)
         heads = lambda t, n: t.reshape(B, T, self.H, n).transpose(1, 2)  # noqa: E731  [B, H, T, n]
@@ -94,9 +96,6 @@ class GLALayer(nn.Module):
         kw = dict(scale=self.dk ** -0.5, initial_state=state, output_final_state=return_state)
         if form == "chunk":
             o, state = gla_chunk(q, k, v, g, chunk_size=self.chunk_size, sub_chunk=self.sub_chunk, **kw)
-        elif form == "recurrent" and T == 1:  # decoding: one step, no loop
-            o, state = gla_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], g[:, :, 0], state, self.dk ** -0.5)
-            o = o.unsqueeze(2)
         elif form == "recurrent":
             o, state = gla_recurrent(q, k, v, g, **kw)
         elif form == "parallel":
@@ -106,6 +105,21 @@ class GLALayer(nn.Module):
         o = F.rms_norm(o.transpose(1, 2), (self.dv,), self.o_norm, self.eps)  # [B, T, H, dv]
         o = o * F.silu(r.reshape(B, T, self.H, self.dv))
         return self.out(o.reshape(B, T, self.value_dim)), state
+
+
+    def _step(self, x: torch.Tensor, state: torch.Tensor | None):
+        """One token (x [B, 1, d]): the recurrent definition with as few operations as possible
+        (decoding is dominated by per-operation overhead at batch 1)."""
+        B = x.shape[0]
+        H, dk, dv = self.H, self.dk, self.dv
+        q, k, v, r, z = self.proj(x[:, 0]).split(self.splits, -1)
+        acc = torch.promote_types(x.dtype, torch.float32)
+        kv = k.reshape(B, H, dk, 1).to(acc) * v.reshape(B, H, 1, dv).to(acc)  # k_tᵀ v_t
+        if state is not None:  # S_t = Diag(α_t) S_{t-1} + k_tᵀ v_t
+            kv = torch.addcmul(kv, state, self.log_gate(z).reshape(B, H, dk, 1).to(acc).exp())
+        o = (q.reshape(B, H, 1, dk).to(acc) * self.dk ** -0.5) @ kv  # o_t = s q_t S_t
+        o = F.rms_norm(o.reshape(B, H, dv).to(x.dtype), (dv,), self.o_norm, self.eps) * F.silu(r.reshape(B, H, dv))
+        return self.out(o.reshape(B, 1, self.value_dim)), kv
 
 
 class Block(nn.Module):
