@@ -160,7 +160,9 @@ def generation_child(ckpt: str, n: int, threads: int) -> dict:
             "cache_kib": round(stats.cache_bytes / 1024, 1), "rss_before_mib": round(rss0 / 1024, 1),
             "peak_rss_mib": round(peak / 1024, 1) if peak else None,
             "peak_growth_mib": round((peak - rss0) / 1024, 1) if peak else None,
-            "sample": gdata.decode(out[:300], vocab), "load_before": before, "load_after": after}
+            "sample": gdata.decode(out[:300], vocab), "load_before": before, "load_after": after,
+            "ms_per_char_by_32": [round(1000 * sum(stats.step_times[i:i + 32]) / len(stats.step_times[i:i + 32]), 3)
+                                  for i in range(0, len(stats.step_times), 32)]}
 
 
 def _proc_kb(field: str) -> int:
@@ -269,6 +271,37 @@ def targets(tp: list[dict], quality: list[dict], gen: list[dict]) -> dict:
     return out
 
 
+def plot_generation(result: dict, path: Path) -> str | None:
+    """Milliseconds per new character against position, the longest run of each model."""
+    rows = [r for r in result.get("generation", []) if r.get("ms_per_char_by_32")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for model, colour in (("gla", "tab:blue"), ("transformer", "tab:orange")):
+        runs = [r for r in rows if r["model"] == model]
+        if not runs:
+            continue
+        r = max(runs, key=lambda r: r["new_chars"])
+        ys = r["ms_per_char_by_32"]
+        label = {"gla": "GLA (recurrent state)", "transformer": "Transformer (KV cache)"}[model]
+        ax.plot([32 * i + 16 for i in range(len(ys))], ys, color=colour, label=f"{label}, {r['cache_kib']:,.0f} KiB at the end")
+    ax.set_xlabel("position of the new character")
+    ax.set_ylabel("ms per character (mean of 32)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"generation, batch 1, {result['gen_threads']} thread(s); load ≈ {rows[-1]['load_before'][0]}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path.relative_to(REPO))
+
+
 def show(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -374,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         for row in result["quality"]:
             row["run"] = Path(row["run"]).name  # the temporary folder is gone afterwards
     result["targets"] = targets(result["throughput"], result["quality"], result["generation"])
+    result["generation_plot"] = plot_generation(result, RESULTS / "gla-generation.png")
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
