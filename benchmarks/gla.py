@@ -1,0 +1,432 @@
+"""GLA vs a same-size softmax Transformer (d 256, 4 layers) on the same CPU cores.
+
+    flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/gla.py            # full (≈ 30 min)
+    flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/gla.py --quick    # a few minutes
+
+1. Training throughput (characters/s): forward + backward + clip + AdamW step on 16,384
+   characters per step at sequence lengths 256, 1024 and 4096 (batch 64, 16, 4); one warm-up
+   step, then the median of --repeats steps; the two models alternate step by step so that
+   load changes hit both alike.
+2. Bits per character on the valid split after the same wall-clock budget each: `textlab train
+   gla --model M --time-budget B` (seq-len 512, batch 16, the default recipe), then `textlab
+   eval RUN --split valid` (every valid character, 512-character windows, no carried state).
+3. Generation with the trained checkpoints: batch 1, prompt "The history of", 256 / 1024 /
+   4096 new characters (temperature 0.8, top-k 20), one thread (batch-1 decoding is faster on
+   one thread on this class of machine). GLA: chunk-form prefill, then one recurrent step per
+   character. Transformer: causal SDPA prefill, then a preallocated key/value cache. Each run
+   is a fresh process; peak memory is the process's peak RSS during generation (VmHWM after
+   resetting it through /proc/self/clear_refs) and the exact size of the state / KV cache.
+
+Every timing is stored with the load average (1, 5, 15 min) before and after it. The table is
+printed and everything goes to benchmarks/results/gla.json (+ learning-curve PNGs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "wikitext"
+PROMPT = "The history of"
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def textlab_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "textlab", *args]
+
+
+def run(cmd: list[str], env: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
+    return proc
+
+
+# ============================================================================ 1. throughput
+def throughput(data: str, seq_lens: list[int], tokens: int, repeats: int, threads: int) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+
+    from textlab_gla import data as gdata
+    from textlab_gla.config import GLAConfig, TransformerConfig
+    from textlab_gla.model import build_gla, build_transformer
+    from textlab_gla.train import optimizer_for
+
+    torch.set_num_threads(threads)
+    vocab, _ = gdata.vocab_for(data)
+    ids = gdata.encode(gdata.load_texts(data, ("train",))["train"], vocab)
+    rows = []
+    for T in seq_lens:
+        B = max(1, tokens // T)
+        gen = torch.Generator().manual_seed(T)
+        starts = torch.randint(0, len(ids) - T - 1, (repeats + 1, B), generator=gen)
+        models = {}
+        for name, build, cfg in (("gla", build_gla, GLAConfig), ("transformer", build_transformer, TransformerConfig)):
+            torch.manual_seed(0)
+            net = build(cfg(vocab_size=len(vocab)), None)
+            models[name] = (net, optimizer_for(net, 1e-3, 0.1))
+        times = {name: [] for name in models}
+        before = load()
+        for r in range(repeats + 1):  # step 0 is the warm-up
+            x, y = gdata.gather_windows(ids, starts[r], T)
+            for name, (net, opt) in models.items():
+                t0 = time.perf_counter()
+                loss = F.cross_entropy(net(x).reshape(-1, len(vocab)), y.reshape(-1))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+        after = load()
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            rows.append({"model": name, "seq_len": T, "batch": B, "chars_per_step": B * T,
+                         "chars_per_s": round(B * T / med), "step_s": [round(t, 3) for t in ts],
+                         "load_before": before, "load_after": after})
+            print(f"  throughput T={T:5d} {name:11s} {B * T / med:8,.0f} chars/s  (load {before[0]} -> {after[0]})",
+                  flush=True)
+        del models
+    return rows
+
+
+# ============================================================================ 2. quality after a budget
+def train_and_eval(model: str, data: str, budget: str, threads: int, runs_dir: Path, env: dict,
+                   extra: list[str], eval_extra: list[str]) -> dict:
+    before = load()
+    t0 = time.time()
+    proc = run(textlab_cmd("train", "gla", "--data", data, "--model", model, "--time-budget", budget,
+                           "--threads", str(threads), "--runs-dir", str(runs_dir), "--json", *extra), env=env)
+    wall = time.time() - t0
+    after = load()
+    result = json.loads(proc.stdout)
+    run_dir = result["run"]
+    ev = json.loads(run(textlab_cmd("eval", run_dir, "--split", "valid", "--threads", str(threads), "--json",
+                                    *eval_extra), env=env).stdout)
+    row = {"model": model, "run": run_dir, "budget": budget, "steps": result["result"]["steps"],
+           "train_chars": result["result"]["train_chars"], "chars_per_s": result["result"]["chars_per_s"],
+           "params": result["result"]["params"], "valid_bpc": ev["splits"]["valid"]["bpc"],
+           "valid_chars": ev["splits"]["valid"]["chars"], "wall_s": round(wall, 1),
+           "load_before": before, "load_after": after}
+    if model == "gla":
+        st = json.loads(run(textlab_cmd("eval", run_dir, "--split", "valid", "--context", "stream", "--threads",
+                                         str(threads), "--json", *eval_extra), env=env).stdout)
+        row["valid_bpc_stream"] = st["splits"]["valid"]["bpc"]
+    print(f"  quality {model:11s} {row['steps']} steps, {row['train_chars']:,} chars, valid bpc {row['valid_bpc']:.4f}"
+          f"  (load {before[0]} -> {after[0]})", flush=True)
+    return row
+
+
+# ============================================================================ 3. generation (one process each)
+def generation_child(ckpt: str, n: int, threads: int) -> dict:
+    """Runs in a fresh process: prefill, reset the peak RSS, generate n characters."""
+    import torch
+
+    import textlab
+    from textlab_gla import data as gdata
+    from textlab_gla.generate import generate_ids
+
+    torch.set_num_threads(threads)
+    art = textlab.open_artifact(ckpt)
+    vocab = textlab.Vocab.from_dict(art.vocab)
+    model = art.build_model()
+    prompt = gdata.encode(gdata.normalize(PROMPT), vocab).long()
+    generate_ids(model, prompt, 8, generator=torch.Generator().manual_seed(0))  # warm-up
+    rss0 = _proc_kb("VmRSS")
+    reset = _reset_peak()
+    before = load()
+    out, stats = generate_ids(model, prompt, n, temperature=0.8, top_k=20, generator=torch.Generator().manual_seed(0))
+    after = load()
+    peak = _proc_kb("VmHWM") if reset else None
+    w = min(256, n)
+    first, last = stats.rate(first=w), stats.rate(last=w)
+    return {"model": art.model_name, "new_chars": n, "threads": threads, "chars_per_s": round(stats.rate(), 1),
+            "first_chars_per_s": round(first, 1), "last_chars_per_s": round(last, 1),
+            "last_vs_first_time": round(first / last, 3), "prefill_ms": round(stats.prefill_s * 1000, 1),
+            "cache_kib": round(stats.cache_bytes / 1024, 1), "rss_before_mib": round(rss0 / 1024, 1),
+            "peak_rss_mib": round(peak / 1024, 1) if peak else None,
+            "peak_growth_mib": round((peak - rss0) / 1024, 1) if peak else None,
+            "sample": gdata.decode(out[:300], vocab), "load_before": before, "load_after": after,
+            "ms_per_char_by_32": [round(1000 * sum(stats.step_times[i:i + 32]) / len(stats.step_times[i:i + 32]), 3)
+                                  for i in range(0, len(stats.step_times), 32)]}
+
+
+def _proc_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def generation(ckpts: dict[str, str], lengths: list[int], threads: int, env: dict) -> list[dict]:
+    rows = []
+    for n in lengths:
+        for model, ckpt in ckpts.items():
+            proc = run([sys.executable, __file__, "--_child", ckpt, str(n), str(threads)], env=env)
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"  generate {model:11s} {n:5d} chars: {row['chars_per_s']:7,.0f} chars/s, first/last 256: "
+                  f"{row['first_chars_per_s']:,.0f}/{row['last_chars_per_s']:,.0f}, cache {row['cache_kib']:,.0f} KiB, "
+                  f"peak growth {row['peak_growth_mib']} MiB (load {row['load_before'][0]})", flush=True)
+    return rows
+
+
+# ============================================================================ profile (--profile T)
+CATEGORIES = [  # first match wins; by the profiler's top-level op names
+    ("dense matmuls (projections, MLP, head)", ("aten::mm", "aten::addmm", "aten::linear")),
+    ("GLA operator (chunk form)", ("_FastChunk", "aten::bmm", "aten::matmul", "aten::cumsum", "aten::addcmul")),
+    ("softmax attention (SDPA)", ("aten::_scaled_dot_product", "aten::scaled_dot_product")),
+    ("copies / layout", ("aten::copy_", "aten::cat", "aten::clone", "aten::contiguous")),
+]
+
+
+def profile(data: str, T: int, threads: int) -> dict:
+    """Self CPU time of one training step (forward + backward) of each model, by operator and by
+    category. Run it under the benchmark lock: it is a timing."""
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from textlab_gla import data as gdata
+    from textlab_gla.config import GLAConfig, TransformerConfig
+    from textlab_gla.model import build_gla, build_transformer
+
+    torch.set_num_threads(threads)
+    vocab, _ = gdata.vocab_for(data)
+    B = max(1, 16384 // T)
+    x = torch.randint(0, len(vocab), (B, T + 1), generator=torch.Generator().manual_seed(0))
+    out = {"seq_len": T, "batch": B, "threads": threads, "models": {}}
+    for name, build, cfg in (("gla", build_gla, GLAConfig), ("transformer", build_transformer, TransformerConfig)):
+        torch.manual_seed(0)
+        net = build(cfg(vocab_size=len(vocab)), None)
+
+        def step():
+            loss = F.cross_entropy(net(x[:, :-1]).reshape(-1, len(vocab)), x[:, 1:].reshape(-1))
+            loss.backward()
+
+        step()  # warm-up
+        before = load()
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        after = load()
+        ops = sorted(((e.key, e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()),
+                     key=lambda r: -r[1])
+        total = sum(t for _, t, _ in ops)
+        cats = {c: 0.0 for c, _ in CATEGORIES}
+        cats["other (elementwise, norms, gates, RoPE, loss)"] = 0.0
+        for key, t, _ in ops:
+            cat = next((c for c, names in CATEGORIES if key.startswith(names)), None)
+            cats[cat or "other (elementwise, norms, gates, RoPE, loss)"] += t
+        out["models"][name] = {"total_s": round(total, 3), "load_before": before, "load_after": after,
+                               "categories_s": {k: round(v, 3) for k, v in cats.items()},
+                               "top_ops": [[k, round(t, 3), n] for k, t, n in ops[:15]]}
+        print(f"  profile T={T} {name:11s} {total:.2f} s self CPU  " +
+              ", ".join(f"{k.split(' (')[0]} {v:.2f}" for k, v in cats.items()) + f"  (load {before[0]} -> {after[0]})",
+              flush=True)
+    return out
+
+
+# ============================================================================ report
+def targets(tp: list[dict], quality: list[dict], gen: list[dict]) -> dict:
+    def rate(model, T):
+        return next((r["chars_per_s"] for r in tp if r["model"] == model and r["seq_len"] == T), None)
+
+    out = {}
+    for T, need in ((1024, 1.0), (4096, 2.0)):
+        g, t = rate("gla", T), rate("transformer", T)
+        if g and t:
+            out[f"train_speed_{T}"] = {"gla_over_transformer": round(g / t, 2), "needed": need, "met": g / t >= need}
+    glag = [r for r in gen if r["model"] == "gla"]
+    if glag:
+        longest = max(glag, key=lambda r: r["new_chars"])
+        out["generation_flat"] = {"new_chars": longest["new_chars"], "last_vs_first_time": longest["last_vs_first_time"],
+                                  "needed": "<= 1.10", "met": longest["last_vs_first_time"] <= 1.10}
+    q = {r["model"]: r["valid_bpc"] for r in quality}
+    if len(q) == 2:
+        out["bpc_same_budget"] = {"gla": round(q["gla"], 4), "transformer": round(q["transformer"], 4),
+                                  "met": q["gla"] <= q["transformer"]}
+    return out
+
+
+def plot_generation(result: dict, path: Path) -> str | None:
+    """Milliseconds per new character against position, the longest run of each model."""
+    rows = [r for r in result.get("generation", []) if r.get("ms_per_char_by_32")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for model, colour in (("gla", "tab:blue"), ("transformer", "tab:orange")):
+        runs = [r for r in rows if r["model"] == model]
+        if not runs:
+            continue
+        r = max(runs, key=lambda r: r["new_chars"])
+        ys = r["ms_per_char_by_32"]
+        label = {"gla": "GLA (recurrent state)", "transformer": "Transformer (KV cache)"}[model]
+        ax.plot([32 * i + 16 for i in range(len(ys))], ys, color=colour, label=f"{label}, {r['cache_kib']:,.0f} KiB at the end")
+    ax.set_xlabel("position of the new character")
+    ax.set_ylabel("ms per character (mean of 32)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"generation, batch 1, {result['gen_threads']} thread(s); load ≈ {rows[-1]['load_before'][0]}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path.relative_to(REPO))
+
+
+def show(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=max(Console().width, 150))
+    t = Table(title=f"training throughput, chars/s ({result['threads']} threads, "
+                    f"{result['tokens_per_step']:,} characters per step)")
+    for col in ("seq len", "batch", "GLA", "Transformer", "GLA / Transformer", "load (1 min) before → after"):
+        t.add_column(col, justify="right")
+    for T in sorted({r["seq_len"] for r in result["throughput"]}):
+        g = next(r for r in result["throughput"] if r["model"] == "gla" and r["seq_len"] == T)
+        tr = next(r for r in result["throughput"] if r["model"] == "transformer" and r["seq_len"] == T)
+        t.add_row(str(T), str(g["batch"]), f"{g['chars_per_s']:,}", f"{tr['chars_per_s']:,}",
+                  f"{g['chars_per_s'] / tr['chars_per_s']:.2f}×", f"{g['load_before'][0]} → {g['load_after'][0]}")
+    con.print(t)
+    if result["quality"]:
+        t = Table(title=f"valid bits per character after the same budget ({result['budget']} each)")
+        for col in ("model", "params", "steps", "train chars", "chars/s", "valid bpc", "load before → after"):
+            t.add_column(col, justify="right")
+        for r in result["quality"]:
+            bpc = f"{r['valid_bpc']:.4f}" + (f" (stream {r['valid_bpc_stream']:.4f})" if "valid_bpc_stream" in r else "")
+            t.add_row(r["model"], f"{r['params'] / 1e6:.2f} M", f"{r['steps']:,}", f"{r['train_chars']:,}",
+                      f"{r['chars_per_s']:,}", bpc, f"{r['load_before'][0]} → {r['load_after'][0]}")
+        con.print(t)
+    if result["generation"]:
+        t = Table(title=f"generation, batch 1, {result['gen_threads']} thread(s)")
+        for col in ("model", "new chars", "chars/s", "first 256", "last 256", "last/first time", "state / KV cache",
+                    "peak RSS growth", "load"):
+            t.add_column(col, justify="right")
+        for r in result["generation"]:
+            t.add_row(r["model"], f"{r['new_chars']:,}", f"{r['chars_per_s']:,.0f}", f"{r['first_chars_per_s']:,.0f}",
+                      f"{r['last_chars_per_s']:,.0f}", f"{r['last_vs_first_time']:.2f}", f"{r['cache_kib']:,.0f} KiB",
+                      f"{r['peak_growth_mib']} MiB", str(r["load_before"][0]))
+        con.print(t)
+    t = Table(title="targets of the issue")
+    for col in ("target", "measured", "met"):
+        t.add_column(col)
+    for name, info in result["targets"].items():
+        shown = {k: v for k, v in info.items() if k != "met"}
+        t.add_row(name, json.dumps(shown), "[green]yes[/green]" if info["met"] else "[red]no[/red]")
+    con.print(t)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a short check that everything runs (a few minutes)")
+    ap.add_argument("--budget", default=None, help="training budget per model (default 10m; --quick 45s)")
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="train/valid/test text (default: ../shared/data/wikitext)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for training and throughput")
+    ap.add_argument("--gen-threads", type=int, default=1, help="torch threads for batch-1 generation")
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps per model and length (default 3; quick 1)")
+    ap.add_argument("--seq-lens", default="256,1024,4096")
+    ap.add_argument("--gen-lengths", default=None, help="default 256,1024,4096 (quick: 256,1024)")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: throughput, quality, generation")
+    ap.add_argument("--out", default=str(RESULTS / "gla.json"))
+    ap.add_argument("--profile", type=int, default=None, metavar="T",
+                    help="only profile one training step of each model at sequence length T "
+                         "(writes benchmarks/results/gla-profile-T.json)")
+    args = ap.parse_args(argv)
+    if args.profile:
+        res = profile(args.data, args.profile, args.threads)
+        res["command"] = " ".join(["benchmarks/gla.py", *(argv if argv is not None else sys.argv[1:])])
+        path = RESULTS / f"gla-profile-{args.profile}.json"
+        path.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        print(f"written: {path}")
+        return
+    budget = args.budget or ("45s" if args.quick else "10m")
+    repeats = args.repeats or (1 if args.quick else 3)
+    gen_lengths = [int(x) for x in (args.gen_lengths or ("256,1024" if args.quick else "256,1024,4096")).split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+    env = dict(os.environ, TEXTLAB_PROGRESS="0")
+    result = {"command": " ".join(["benchmarks/gla.py", *(argv if argv is not None else sys.argv[1:])]),
+              "quick": args.quick, "budget": budget, "threads": args.threads, "gen_threads": args.gen_threads,
+              "tokens_per_step": 16384, "data": args.data, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "machine": {"cpu": _cpu(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                          "torch": __import__("torch").__version__},
+              "throughput": [], "quality": [], "generation": []}
+    print(f"gla benchmark ({'quick' if args.quick else 'full'}), load {load()}", flush=True)
+    if "throughput" not in skip:
+        result["throughput"] = throughput(args.data, [int(x) for x in args.seq_lens.split(",")], 16384, repeats,
+                                          args.threads)
+        import gc
+
+        gc.collect()
+    ckpts = {}
+    with tempfile.TemporaryDirectory(prefix="gla-bench-") as tmp:
+        runs_dir = Path(tmp) / "runs"
+        if "quality" not in skip or "generation" not in skip:
+            extra = ["--eval-every", "250", "--eval-chars", "65536", "--warmup", "30"]
+            if args.quick:
+                extra = ["--eval-every", "50", "--eval-chars", "16384", "--warmup", "20"]
+            eval_extra = ["--max-chars", "65536"] if args.quick else []
+            for model in ("gla", "transformer"):
+                row = train_and_eval(model, args.data, budget, args.threads, runs_dir, env, extra, eval_extra)
+                result["quality"].append(row)
+                ckpts[model] = str(Path(row["run"]) / "checkpoints" / "best.pt")
+            curves = RESULTS / "gla-curves"
+            subprocess.run(textlab_cmd("analyze", *(r["run"] for r in result["quality"]), "--x", "time",
+                                       "--out", str(curves)), capture_output=True, text=True, env=env)
+            result["curves"] = sorted(str(p.relative_to(REPO)) for p in curves.glob("*.png"))
+        if "generation" not in skip and ckpts:
+            result["generation"] = generation(ckpts, gen_lengths, args.gen_threads, env)
+        for row in result["quality"]:
+            row["run"] = Path(row["run"]).name  # the temporary folder is gone afterwards
+    result["targets"] = targets(result["throughput"], result["quality"], result["generation"])
+    result["generation_plot"] = plot_generation(result, RESULTS / "gla-generation.png")
+    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    show(result)
+    print(f"written: {args.out}")
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--_child":
+        print(json.dumps(generation_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])), ensure_ascii=False))
+    else:
+        main()

@@ -1,0 +1,292 @@
+"""Character data: sources, normalisation, the prepared-text cache, the vocabulary, batches.
+
+`--data` is one of
+  * `sample`: a small generated WikiText-like corpus (train/valid/test), made by this module;
+  * a local folder with the files of each split, found by name (`wiki.train.tokens`,
+    `wikitext-2-v1.valid.txt.gz`, `test.txt`, `train-00000-of-00002.parquet`...): text files,
+    or tables (parquet, jsonl, csv) with a `text` column; or a single text file (then cut
+    90/5/5 into train/valid/test at line boundaries);
+  * a Hugging Face dataset `name:config` with a `text` column (default
+    `wikitext:wikitext-103-raw-v1`; offline it fails in one line that says how to pass files).
+
+Normalisation (the same for data and prompts): CRLF -> LF, Unicode NFC, and the WikiText token
+`<unk>` -> one reserved character, `⁇` (U+2047), so that an unknown word costs one character,
+not five. The vocabulary is every character of the train split (optionally those seen at least
+`min_count` times) plus that reserved character, which is also the id of every character the
+vocabulary does not know.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import textlab
+
+UNK = "\u2047"  # ⁇: the reserved character for `<unk>` and for characters outside the vocabulary
+UNK_TOKEN = "<unk>"
+SPLITS = ("train", "valid", "test")
+HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+DEFAULT_DATA = "wikitext:wikitext-103-raw-v1"
+PREP_VERSION = 1
+TEXT_SUFFIXES = (".txt", ".text", ".raw", ".tokens")
+TABLE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv")
+SUFFIXES = TEXT_SUFFIXES + TABLE_SUFFIXES
+
+
+def normalize(text: str) -> str:
+    """CRLF -> LF, NFC, `<unk>` -> the reserved character."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", text).replace(UNK_TOKEN, UNK)
+
+
+# ============================================================================ the sample corpus
+_NAMES = ["Valkyria", "Tower", "Boulter", "Nebraska", "Kiss", "Ise", "Dick", "Aldwych", "Orbital", "Ashdown",
+          "Meridian", "Calder", "Hollis", "Brennan", "Elm", "Fairfax", "Greystone", "Harrow", "Juniper", "Kestrel"]
+_KINDS = ["album", "battleship", "railway station", "film", "hurricane", "novel", "church", "river", "song", "bridge"]
+_PLACES = ["London", "Japan", "the United States", "Ireland", "Canada", "Scotland", "Texas", "Australia", "Paris"]
+_VERBS = ["was released", "was completed", "was opened", "was recorded", "was built", "was first described",
+          "was rebuilt", "was announced"]
+_PEOPLE = ["the composer", "the director", "the architect", "the crew", "the critics", "the band", "the government"]
+_ACTS = ["praised", "criticised", "described", "rebuilt", "recorded", "promoted", "defended", "visited"]
+_ADJ = ["large", "small", "early", "modern", "famous", "difficult", "popular", "heavy", "northern", "final"]
+_NOUNS = ["design", "season", "station", "version", "campaign", "tour", "structure", "record", "storm", "line"]
+_SECTIONS = ["History", "Background", "Design", "Reception", "Legacy", "Release", "Construction", "Aftermath"]
+
+
+def _sentence(rng: random.Random, name: str, kind: str) -> str:
+    year = rng.randint(1850, 2015)
+    forms = [
+        lambda: f"The {name} {kind} {rng.choice(_VERBS)} in {rng.choice(_PLACES)} in {year} .",
+        lambda: f"In {year} , {rng.choice(_PEOPLE)} {rng.choice(_ACTS)} the {rng.choice(_ADJ)} {rng.choice(_NOUNS)} .",
+        lambda: f"It had a {rng.choice(_ADJ)} {rng.choice(_NOUNS)} of {rng.randint(2, 900)} @,@ "
+                f"{rng.randint(100, 999)} , the {rng.choice(['first', 'second', 'third', 'last'])} in {rng.choice(_PLACES)} .",
+        lambda: f"{rng.choice(_PEOPLE).capitalize()} {rng.choice(_ACTS)} it as \" {rng.choice(_ADJ)} \" and "
+                f"{rng.choice(_ADJ)} , with a <unk> {rng.choice(_NOUNS)} .",
+        lambda: f"The {rng.choice(_NOUNS)} was {rng.randint(2, 99)} @.@ {rng.randint(0, 9)} km "
+                f"( {rng.randint(2, 60)} mi ) long and {rng.choice(_ADJ)} .",
+    ]
+    return rng.choice(forms)()
+
+
+def make_sample(split: str, chars: int | None = None) -> str:
+    """A deterministic WikiText-like corpus: articles with headings, numbers and `<unk>`."""
+    sizes = {"train": 160_000, "valid": 16_000, "test": 16_000}
+    if split not in sizes:
+        raise textlab.DataError(f"the sample has no split {split!r} (it has train, valid, test)")
+    rng = random.Random({"train": 11, "valid": 22, "test": 33}[split])
+    target = chars or sizes[split]
+    parts: list[str] = []
+    size = 0
+    while size < target:
+        name, kind = rng.choice(_NAMES), rng.choice(_KINDS)
+        article = [f" = {name} ( {kind} ) = \n", "\n"]
+        for section in rng.sample(_SECTIONS, rng.randint(2, 4)):
+            article += [f" = = {section} = = \n", "\n"]
+            for _ in range(rng.randint(1, 3)):
+                article.append(" " + " ".join(_sentence(rng, name, kind) for _ in range(rng.randint(2, 5))) + " \n")
+        text = "".join(article)
+        parts.append(text)
+        size += len(text)
+    return "".join(parts)[:target]
+
+
+def load_sample(split: str) -> str:
+    return make_sample(split)
+
+
+# ============================================================================ reading a source
+def read_split(source: textlab.Source, split: str) -> str:
+    """The raw text of one split of a source (not yet normalised)."""
+    if source.kind == "registered":
+        return source.spec.load(split)
+    if source.kind == "hub":
+        table = textlab.load_hub(source.ref, source.config, split=HUB_SPLITS[split])
+        if "text" not in table.column_names:
+            raise textlab.DataError(f"hub dataset {source.describe()} has no 'text' column",
+                                    hint=f"its columns: {', '.join(table.column_names)}")
+        return "".join(t if t.endswith("\n") or not t else t + "\n" for t in table["text"])
+    path = source.path
+    if path.is_dir():
+        return "\n".join(_read_file(f) for f in split_files(path, split))
+    text = _read_file(path)
+    return _cut(text)[SPLITS.index(split)]
+
+
+def split_files(folder: Path, split: str) -> list[Path]:
+    """The text files of one split in a folder. When several files match (for example
+    `wikitext-2-v1.test.txt.gz` and `wikitext-2-raw-v1.test.raw.gz`), the one named like the
+    train file (same name with the split changed) wins."""
+    found = textlab.split_files(folder, split, SUFFIXES)
+    if not found:
+        names = ", ".join(sorted(f.name for f in folder.iterdir() if f.is_file())[:8]) or "nothing"
+        raise textlab.DataError(f"no {split} text file in {folder}",
+                                hint=f"name files like train.txt, valid.txt, test.txt (.gz allowed); it has: {names}")
+    if len(found) > 1 and split != "train":
+        siblings = [f for f in found
+                    if any(t.name.replace("train", split) == f.name or t.name.replace("train", "validation") == f.name
+                           for t in textlab.split_files(folder, "train", SUFFIXES))]
+        if siblings:
+            found = siblings
+    return found
+
+
+def _read_file(path: Path) -> str:
+    """A text file (one document), or a table file's `text` column (Hugging Face exports)."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(TABLE_SUFFIXES):
+        texts = textlab.read_table(path, ["text"]).column("text").to_pylist()
+        return "".join(t if t.endswith("\n") or not t else t + "\n" for t in texts if t is not None)
+    return "".join(line + "\n" for line in textlab.iter_lines(path))
+
+
+def _cut(text: str) -> tuple[str, str, str]:
+    """One file -> train / valid / test = 90 / 5 / 5 % at line boundaries."""
+    n = len(text)
+
+    def at(frac: float) -> int:
+        i = text.find("\n", int(n * frac))
+        return n if i < 0 else i + 1
+
+    a, b = at(0.90), at(0.95)
+    return text[:a], text[a:b], text[b:]
+
+
+# ============================================================================ prepared text (cached)
+def source_key(source: textlab.Source) -> str:
+    return textlab.fingerprint(source.fingerprint(), PREP_VERSION)
+
+
+def describe(source: textlab.Source) -> str:
+    """What to store in a checkpoint so that `eval` finds the same data again."""
+    if source.kind == "local":
+        return str(source.path.expanduser().resolve())
+    if source.kind == "hub":
+        return source.ref + (f":{source.config}" if source.config else "")
+    return source.ref
+
+
+def prepare(data: str, *, force: bool = False, quiet: bool = False) -> dict:
+    """Read, normalise and cache the three splits of `data`. Returns
+    `{"source", "dir", "splits": {split: {"chars", "lines", "distinct", "unk"}}}`."""
+    source = textlab.resolve("gla", data)
+    folder = textlab.cache_dir("gla", "text", source_key(source))
+    meta_path = folder / "meta.json"
+    if meta_path.exists() and not force and all((folder / f"{s}.txt").exists() for s in SPLITS):
+        meta = textlab.read_json(meta_path, "prepared data")
+        meta["dir"] = str(folder)
+        return meta
+    splits = {}
+    for split in SPLITS:  # (no status line before this succeeds: a bad source is one error line)
+        text = normalize(read_split(source, split))
+        if not text:
+            raise textlab.DataError(f"the {split} split of {source.describe()} is empty")
+        with textlab.atomic_write(folder / f"{split}.txt", "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        splits[split] = {"chars": len(text), "lines": text.count("\n"), "distinct": len(set(text)),
+                         "unk": text.count(UNK)}
+    meta = {"source": describe(source), "version": PREP_VERSION, "splits": splits}
+    textlab.write_json(meta_path, meta)
+    meta["dir"] = str(folder)
+    if not quiet:
+        textlab.status(f"prepared {source.describe()}: " + ", ".join(f"{s} {v['chars']:,}" for s, v in splits.items())
+                       + f" characters, cached in {folder}")
+    return meta
+
+
+def load_texts(data: str, splits=SPLITS) -> dict[str, str]:
+    """The normalised text of each split (prepared on first use, then read from the cache)."""
+    meta = prepare(data, quiet=True)
+    folder = Path(meta["dir"])
+    return {s: (folder / f"{s}.txt").read_text(encoding="utf-8") for s in splits}
+
+
+# ============================================================================ vocabulary
+def build_vocab(train_text: str, min_count: int = 1) -> textlab.Vocab:
+    """Characters of the train split seen at least `min_count` times, after the reserved `⁇`."""
+    counts = Counter(train_text)
+    vocab = textlab.Vocab.build(counts, min_count=min_count, specials=[UNK], unk=UNK)
+    vocab.counts[0] = counts.get(UNK, 0)
+    return vocab
+
+
+def vocab_for(data: str, min_count: int = 1) -> tuple[textlab.Vocab, dict]:
+    """The cached vocabulary of a source (built from its train split on first use), and the
+    coverage report."""
+    source = textlab.resolve("gla", data)
+    folder = textlab.cache_dir("gla", "vocab", textlab.fingerprint(source_key(source), min_count))
+    path, report_path = folder / "vocab.json", folder / "coverage.json"
+    if path.exists() and report_path.exists():
+        return textlab.Vocab.load(path), textlab.read_json(report_path, "coverage report")
+    texts = load_texts(data)
+    vocab = build_vocab(texts["train"], min_count)
+    report = coverage(vocab, texts)
+    vocab.save(path)
+    textlab.write_json(report_path, report)
+    return vocab, report
+
+
+def coverage(vocab: textlab.Vocab, texts: dict[str, str]) -> dict:
+    """Per split: characters, share the vocabulary knows, `<unk>` share, unknown characters."""
+    out = {}
+    for split, text in texts.items():
+        counts = Counter(text)
+        unknown = {ch: n for ch, n in counts.items() if ch not in vocab.stoi}
+        n_unknown = sum(unknown.values())
+        out[split] = {
+            "chars": len(text),
+            "coverage": 1.0 - n_unknown / max(len(text), 1),
+            "unk_share": counts.get(UNK, 0) / max(len(text), 1),
+            "unknown_distinct": len(unknown),
+            "unknown_top": [[ch, n] for ch, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:10]],
+        }
+    return {"vocab_size": len(vocab), "splits": out}
+
+
+def encode(text: str, vocab: textlab.Vocab):
+    """Character ids as an int16 tensor (int32 for vocabularies over 32k); unknown -> `⁇`."""
+    import numpy as np
+    import torch
+
+    if not text:
+        return torch.zeros(0, dtype=torch.int16)
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    dtype = np.int16 if len(vocab) < 2 ** 15 else np.int32
+    table = np.full(int(max(cps.max(), max(ord(c) for c in vocab.itos))) + 1, vocab.unk_id, dtype=dtype)
+    for ch, i in vocab.stoi.items():
+        table[ord(ch)] = i
+    return torch.from_numpy(table[cps])
+
+
+def decode(ids, vocab: textlab.Vocab, unk: str = UNK_TOKEN) -> str:
+    """Ids back to text; the reserved character is shown as `<unk>`."""
+    return "".join(unk if i == vocab.unk_id else vocab.itos[i] for i in ids)
+
+
+def unknown_chars(text: str, vocab: textlab.Vocab) -> list[str]:
+    return sorted({ch for ch in text if ch not in vocab.stoi})
+
+
+# ============================================================================ batches
+def window_starts(n_chars: int, seq_len: int, seed: int, epoch: int):
+    """Start offsets of this epoch's training windows: non-overlapping windows of seq_len + 1
+    characters after a random shift, in a random order. Depends only on (seed, epoch), and is
+    sharded over ranks under torchrun."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    shift = int(torch.randint(0, seq_len, (1,), generator=gen)) if n_chars > 2 * (seq_len + 1) else 0
+    n = (n_chars - 1 - shift) // seq_len
+    starts = shift + torch.randperm(n, generator=gen) * seq_len
+    return textlab.distributed.shard(starts)
+
+
+def gather_windows(ids, starts, seq_len: int):
+    """Inputs and targets [B, seq_len] (int64) for windows starting at `starts`."""
+    import torch
+
+    idx = starts[:, None] + torch.arange(seq_len + 1)
+    w = ids[idx].long()
+    return w[:, :-1], w[:, 1:]
