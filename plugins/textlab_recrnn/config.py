@@ -10,7 +10,7 @@ from typing import Any
 class RecrnnConfig:
     """Sizes of both models (the baseline reads dim/heads/mlp_ratio/layer counts and matches parameters)."""
 
-    vocab_size: int = 60
+    vocab_size: int = 58
     dim: int = 64
     heads: int = 4
     mlp_ratio: float = 3.0
@@ -23,7 +23,7 @@ class RecrnnConfig:
     norm: str = "sandwich"  # "sandwich" or "prenorm"
     state_scale: float = 1.0  # scales the random initial state (0 = zero state)
     rope_base: float = 50_000.0
-    pad_id: int = 59
+    pad_id: int = 57
 
 
 PRESETS: dict[str, dict[str, Any]] = {

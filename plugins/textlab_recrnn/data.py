@@ -3,7 +3,7 @@
 A data folder holds `train.json`, `valid.json`, `test.json` (JSON lists of records) and
 `vocab.json` (a JSON list of token strings). A record is
 
-    {"input_text": "<A><7><+0><;>...<?><C><=>", "target_text": input_text + "<5></a>",
+    {"input_text": "<7><+0><A><A><+3><C>...<?><C>", "target_text": input_text + "<0></a>",
      "type": "train", "difficulty": 3}
 
 Texts are concatenations of `<...>` tokens; `target_text` is `input_text` + one answer token +
@@ -40,7 +40,7 @@ TOKEN = re.compile(r"<[^<>]*>")
 NAMES = [f"<{c}>" for c in string.ascii_uppercase]
 DIGITS = [f"<{i}>" for i in range(10)]
 OPS = [f"<+{i}>" for i in range(10)] + [f"<-{i}>" for i in range(1, 10)]
-SEMI, QUERY, EQUALS = "<;>", "<?>", "<=>"
+QUERY = "<?>"
 
 
 # ============================================================================ tokens
@@ -53,8 +53,8 @@ def tokenize(text: str) -> list[str]:
 
 
 def chain_vocab() -> list[str]:
-    """The vocabulary of varchain / pchase / sample (60 tokens)."""
-    return NAMES + DIGITS + OPS + [SEMI, QUERY, EQUALS, END, PAD]
+    """The vocabulary of varchain / pchase / sample (58 tokens)."""
+    return NAMES + DIGITS + OPS + [QUERY, END, PAD]
 
 
 # ============================================================================ varchain / pchase
@@ -73,8 +73,10 @@ class ChainSettings:
 def chain_example(rng: random.Random, d: int, s: ChainSettings) -> dict:
     """One program of `s.statements` statements in `s.chains` chains; the query chain has `d` hops.
 
-    A statement is 4 tokens `lhs rhs op ;`: a root `X 7 +0 ;` (X = 7) or a derived binding
-    `Y X +4 ;` (Y = X + 4 mod 10). The query `? V =` names the last variable of the query chain.
+    A statement is 3 tokens `rhs op lhs`, read "lhs := rhs op": a root `7 +0 X` (X = 7) or a
+    derived binding `X +4 Y` (Y = X + 4 mod 10). The left-hand side comes last, so a causal model
+    can gather a statement's right-hand side at the position of the variable it defines. The query
+    `? V` names the last variable of the query chain; the answer is predicted at `V`.
     Root literals are distinct, so guessing a literal of the prompt is right 1/chains of the time.
     """
     if not 0 <= d <= s.max_difficulty():
@@ -102,7 +104,7 @@ def chain_example(rng: random.Random, d: int, s: ChainSettings) -> dict:
     order = _interleave(rng, [c for c, _ in chains]) if s.order == "topological" else \
         rng.sample([st for c, _ in chains for st in c], s.statements)
     query_chain, answer = chains[0]
-    input_text = "".join(a + b + c + SEMI for a, b, c in order) + QUERY + query_chain[-1][0] + EQUALS
+    input_text = "".join(rhs + op + lhs for lhs, rhs, op in order) + QUERY + query_chain[-1][0]
     return {"input_text": input_text, "target_text": input_text + DIGITS[answer] + END, "difficulty": d}
 
 
@@ -121,8 +123,8 @@ def _interleave(rng: random.Random, chains: list[list]) -> list:
 def chain_value(input_text: str, modulus: int = 10) -> int:
     """Evaluate a chain program independently of the generator (tests use this as the oracle)."""
     tokens = tokenize(input_text)
-    body, query = tokens[:-3], tokens[-2]
-    defs = {body[i]: (body[i + 1], body[i + 2]) for i in range(0, len(body), 4)}
+    body, query = tokens[:-2], tokens[-1]
+    defs = {body[i + 2]: (body[i], body[i + 1]) for i in range(0, len(body), 3)}
     total, var, seen = 0, query, 0
     while True:
         rhs, op = defs[var]
@@ -132,6 +134,27 @@ def chain_value(input_text: str, modulus: int = 10) -> int:
         var, seen = rhs, seen + 1
         if seen > len(defs):
             raise ValueError("cyclic program")
+
+
+def statement_targets(tokens: list[str], modulus: int = 10) -> list[tuple[int, str]] | None:
+    """Per-statement targets of a chain program: (position of its left-hand side, digit of its value)
+    for every statement whose value follows from the statements before it; None if `tokens` (an
+    input) is not a chain program. Used by `--aux statements`; the data files do not store them."""
+    body = tokens[:-2]
+    if len(tokens) < 5 or tokens[-2] != QUERY or tokens[-1] not in NAMES or len(body) % 3:
+        return None
+    known: dict[str, int] = {}
+    out = []
+    for i in range(0, len(body), 3):
+        rhs, op, lhs = body[i:i + 3]
+        if op not in OPS or lhs not in NAMES or (rhs not in DIGITS and rhs not in NAMES):
+            return None
+        base = int(rhs[1:-1]) if rhs in DIGITS else known.get(rhs)
+        if base is None:
+            continue
+        known[lhs] = (base + int(op[1:-1])) % modulus
+        out.append((i + 2, DIGITS[known[lhs]]))
+    return out
 
 
 def chain_records(seed: int, split: str, n: int, difficulties: Sequence[int], s: ChainSettings,
@@ -434,6 +457,23 @@ def encode_split(name: str, records: list[dict], index: dict[str, int], where: s
     for i, ids in enumerate(seqs):
         seq[i, :len(ids)] = torch.tensor(ids)
     return Split(name, seq, torch.tensor(lengths), torch.tensor(answers), types, diffs)
+
+
+def aux_targets(split: Split, vocab: list[str]) -> Any:
+    """LongTensor like `split.seq` holding the per-statement target id at each `;` (-100 elsewhere)."""
+    import torch
+
+    index = {t: i for i, t in enumerate(vocab)}
+    aux = torch.full(split.seq.shape, -100, dtype=torch.long)
+    for r in range(len(split)):
+        tokens = [vocab[i] for i in split.seq[r, : int(split.length[r])].tolist()]
+        targets = statement_targets(tokens)
+        if targets is None:
+            raise textlab.UsageError("--aux statements needs varchain or pchase data (3-token statements and a "
+                                     f"'? v' query); record {r} of train is not one")
+        for pos, tok in targets:
+            aux[r, pos] = index[tok]
+    return aux
 
 
 def load_dataset(data: str, splits: Iterable[str] = SPLITS) -> Dataset:

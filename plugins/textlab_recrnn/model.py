@@ -106,6 +106,14 @@ class Block(nn.Module):
         return x
 
 
+def truncated_normal(shape: tuple, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Normal(0, std) truncated at +-3 std, by inverse CDF of a uniform draw. Unlike
+    `nn.init.trunc_normal_` (rejection sampling) the first values do not depend on the shape."""
+    lo = 0.5 * (1 + math.erf(-3 / math.sqrt(2)))
+    u = torch.rand(shape, generator=generator, dtype=torch.float64) * (1 - 2 * lo) + lo
+    return (torch.erfinv(2 * u - 1) * (std * math.sqrt(2))).float()
+
+
 def init_weights(model: nn.Module, dim: int, effective_depth: float) -> None:
     """Huginn's "takase" init: std sqrt(2/(5h)), out-projections / sqrt(2 L_eff), truncated at 3 std."""
     std = math.sqrt(2 / (5 * dim))
@@ -171,13 +179,13 @@ class RecurrentDepth(_Base):
         return x, rope
 
     def initial_state(self, e: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Truncated normal, effective std sqrt(2/5) x state_scale. Drawn position-major, so a
+        position's s_0 does not depend on how long the (padded) sequence is."""
         std = math.sqrt(2 / 5) * self.config.state_scale
-        s = torch.empty(e.shape, dtype=e.dtype)
-        if std > 0:
-            nn.init.trunc_normal_(s, 0.0, std, -3 * std, 3 * std, generator=generator)
-        else:
-            s.zero_()
-        return s.to(e.device)
+        b, t, h = e.shape
+        if std == 0:
+            return torch.zeros_like(e)
+        return (truncated_normal((t, b, h), std, generator).transpose(0, 1)).to(e.device, e.dtype)
 
     def step(self, s: torch.Tensor, e: torch.Tensor, rope: tuple) -> torch.Tensor:
         x = self.adapter(torch.cat([s, e], dim=-1)) if self.adapter is not None else s + e
@@ -290,21 +298,33 @@ Mode = Literal["full", "single"]
 
 
 def losses(model: nn.Module, seq: torch.Tensor, length: torch.Tensor, mode: str, pad_id: int,
-           steps: Any, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+           steps: Any, generator: torch.Generator | None = None, aux: torch.Tensor | None = None,
+           aux_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Loss of one batch, and the answer loss / accuracy (comparable between the two modes).
 
     full:   next-token cross-entropy on every non-pad position of input + answer + </a>
     single: cross-entropy of the answer token only; the head runs at the answer position only
+    aux (single mode only): plus `aux_weight` x cross-entropy of the per-statement targets
+    (ids at `;` positions, -100 elsewhere); the head then runs at every position.
     """
     rows = torch.arange(seq.shape[0], device=seq.device)
     pos = length - 1  # the position that predicts the answer
     answer = seq[rows, length]
+    out: dict[str, torch.Tensor] = {}
     if mode == "single":
         width = int(length.max())
-        logits = model(seq[:, :width], steps, positions=pos, generator=generator)
-        ans_logits = logits
-        ans_loss = F.cross_entropy(logits, answer)
-        loss = ans_loss
+        if aux is None:
+            logits = model(seq[:, :width], steps, positions=pos, generator=generator)
+            ans_logits = logits
+        else:
+            logits = model(seq[:, :width], steps, generator=generator)
+            ans_logits = logits[rows, pos]
+            target = aux[:, :width]
+            aux_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100)
+            hit = (logits.argmax(-1) == target)[target >= 0]
+            out = {"aux_loss": aux_loss.detach(), "aux_accuracy": hit.float().mean()}
+        ans_loss = F.cross_entropy(ans_logits, answer)
+        loss = ans_loss if aux is None else ans_loss + aux_weight * aux_loss
     else:
         inp, tgt = seq[:, :-1], seq[:, 1:]
         logits = model(inp, steps, generator=generator)
@@ -313,4 +333,4 @@ def losses(model: nn.Module, seq: torch.Tensor, length: torch.Tensor, mode: str,
         ans_logits = logits[rows, pos]
         ans_loss = F.cross_entropy(ans_logits, answer)
     correct = (ans_logits.argmax(-1) == answer).float()
-    return {"loss": loss, "answer_loss": ans_loss.detach(), "answer_accuracy": correct.mean()}
+    return {"loss": loss, "answer_loss": ans_loss.detach(), "answer_accuracy": correct.mean(), **out}

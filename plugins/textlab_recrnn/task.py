@@ -72,6 +72,10 @@ def prep(
             splits = make_comparison_folder(seed=data_seed, entities=entities or 1000, attributes=attributes, phi=phi,
                                             test_size=test_size)
             settings.update(entities=entities or 1000, attributes=attributes, phi=phi)
+        empty = [k for k in ("train", "valid", "test") if not splits[k]]
+        if empty:
+            raise textlab.UsageError(f"these settings make an empty {empty[0]} split (no test_inferred_ood facts)",
+                                     hint="use more --entities")
         counts = write_folder(out, splits, settings)
     textlab.status(f"wrote {out} in {timer.seconds:.1f}s")
     from rich.table import Table
@@ -149,6 +153,7 @@ def train(
     core: Annotated[Optional[int], Option(min=1, help="Blocks in the looped core (default: preset).")] = None,
     injection: Annotated[Literal["concat", "add"], Option(help="How the input re-enters each step.")] = "concat",
     norm: Annotated[Literal["sandwich", "prenorm"], Option(help="Block normalisation.")] = "sandwich",
+    state_scale: Annotated[float, Option(min=0.0, help="Scale of the random initial state (0: zero state).")] = 1.0,
     lr: Annotated[float, Option(min=0.0, help="Peak learning rate (AdamW, betas 0.9/0.95).")] = 1e-3,
     batch_size: Annotated[int, Option(min=1, help="Sequences per optimizer step.")] = 64,
     steps: Annotated[int, Option(min=1, help="Optimizer steps.")] = 3000,
@@ -160,11 +165,15 @@ def train(
                                             "accuracy at the current one reaches --promote-at.")] = True,
     promote_at: Annotated[float, Option(min=0.0, max=1.0, help="Curriculum threshold.")] = 0.9,
     start_difficulty: Annotated[int, Option(min=0, help="First curriculum level.")] = 0,
+    aux: Annotated[Literal["none", "statements"], Option(help="statements: also predict every statement's value "
+                                                              "at its ';' (single mode; varchain/pchase data).")]
+    = "none",
+    aux_weight: Annotated[float, Option(min=0.0, help="Weight of the --aux loss.")] = 1.0,
     weight_decay: Annotated[float, Option(min=0.0, help="AdamW weight decay (not on norms and biases).")] = 0.01,
     grad_clip: Annotated[float, Option(min=0.0, help="Gradient-norm clip (0 = off).")] = 1.0,
 ) -> dict:
     """Train the recurrent-depth model (or the baseline) on a data folder."""
-    from .data import load_dataset
+    from .data import aux_targets, load_dataset
     from .train import TrainSettings, train_loop
 
     ds = load_dataset(data)
@@ -174,7 +183,7 @@ def train(
                        ("heads", heads), ("core", core)):
         if value is not None:
             sizes[key] = value
-    config = textlab.make_config(RecrnnConfig, {**sizes, "injection": injection, "norm": norm,
+    config = textlab.make_config(RecrnnConfig, {**sizes, "injection": injection, "norm": norm, "state_scale": state_scale,
                                                 "vocab_size": len(ds.vocab), "pad_id": ds.pad_id})
     if start_difficulty and ds.train_max_difficulty() is not None and start_difficulty > ds.train_max_difficulty():
         raise textlab.UsageError(f"--start-difficulty {start_difficulty} is above the largest training difficulty "
@@ -184,18 +193,21 @@ def train(
                              warmup=warmup, weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every,
                              log_every=min(20, eval_every), valid_max=valid_max, curriculum=curriculum,
                              promote_at=promote_at, start_difficulty=start_difficulty,
-                             fixed_recurrence=fixed_recurrence)
+                             fixed_recurrence=fixed_recurrence, aux=aux, aux_weight=aux_weight)
+    if aux != "none" and mode != "single":
+        raise textlab.UsageError("--aux applies to --mode single (in full mode every position already has a target)")
+    aux_tensor = aux_targets(ds.splits["train"], ds.vocab) if aux == "statements" else None
     source = textlab.resolve(TASK, data)
     data_ref = str(source.path.resolve()) if source.kind == "local" else data
     extra = {"data": data_ref, "mode": mode, "fixed_recurrence": fixed_recurrence,
              "train_max_difficulty": ds.train_max_difficulty(), "answer_classes": ds.answer_classes(),
-             "parameters": net.num_parameters(), "looped": bool(getattr(net, "looped", False))}
+             "parameters": net.num_parameters(), "looped": bool(getattr(net, "looped", False)), "aux": aux}
     textlab.status(f"{model}: {net.num_parameters():,} parameters, h={config.dim}, "
                    f"layers ({config.prelude},{config.core},{config.coda}), "
                    + (f"r = {fixed_recurrence} (fixed)" if fixed_recurrence else
                       f"mean r = {config.mean_recurrence}, backprop {config.backprop_depth}") +
                    f", mode {mode}, {len(ds.splits['train']):,} training records")
-    result = train_loop(run, ds, net, settings, {"model": model, "extra": extra})
+    result = train_loop(run, ds, net, settings, {"model": model, "extra": extra}, aux=aux_tensor)
     result["parameters"] = net.num_parameters()
     return result
 

@@ -41,6 +41,8 @@ class TrainSettings:
     promote_at: float = 0.9
     start_difficulty: int = 0
     fixed_recurrence: int | None = None
+    aux: str = "none"  # "statements": per-statement value targets (single mode, chain data)
+    aux_weight: float = 1.0
 
 
 def batch_indices(split: Split, size: int, seed: int, step: int, level: int | None) -> torch.Tensor:
@@ -119,8 +121,12 @@ def _group_key(g: str) -> tuple:
     return (0, int(g[1:]), "") if g[:1] == "d" and g[1:].isdigit() else (1, 0, g)
 
 
-def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSettings, meta: dict) -> dict:
-    """Train `model` on `ds` into `run`; returns a summary. See the module docstring."""
+def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSettings, meta: dict,
+               aux: torch.Tensor | None = None) -> dict:
+    """Train `model` on `ds` into `run`; returns a summary. See the module docstring.
+
+    `aux` (with `settings.aux == "statements"`): per-statement targets of the train split
+    (`data.aux_targets`)."""
     device = run.device
     model.to(device)
     net = model
@@ -130,6 +136,10 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model, settings)
     train = ds.splits["train"]
+    if settings.aux == "statements" and aux is None:
+        from .data import aux_targets
+
+        aux = aux_targets(train, ds.vocab)
     valid, valid_ood = valid_subset(ds, settings.valid_max)
     cfg = model.config
     use_curriculum = settings.curriculum and train.has_difficulty
@@ -209,7 +219,8 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
             seq, length = take(train, idx, device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, settings)
-            out = losses(net, seq, length, settings.mode, ds.pad_id, depth, generator=gen)
+            out = losses(net, seq, length, settings.mode, ds.pad_id, depth, generator=gen,
+                         aux=None if aux is None else aux[idx].to(device), aux_weight=settings.aux_weight)
             loss = out["loss"]
             if not torch.isfinite(loss.detach()):
                 save("last")
@@ -225,7 +236,8 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
             t_mark = now
             for k, v in (("loss", loss.item()), ("answer_loss", out["answer_loss"].item()),
                          ("answer_accuracy", out["answer_accuracy"].item()), ("recurrence", sum(depth)),
-                         ("lr", optimizer.param_groups[0]["lr"])):
+                         ("lr", optimizer.param_groups[0]["lr"]),
+                         *((k, out[k].item()) for k in ("aux_loss", "aux_accuracy") if k in out)):
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += 1
             bar.advance(1, loss=round(loss.item(), 4), r=sum(depth))
