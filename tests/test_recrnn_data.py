@@ -88,9 +88,12 @@ def test_statement_targets_match_the_evaluator():
         targets = D.statement_targets(tokens)
         assert targets, "roots are always computable"
         for pos, digit in targets:
-            lhs = tokens[pos]
-            prefix = "".join(tokens[: pos + 1]) + "<?>" + lhs
+            var = tokens[pos]  # a left-hand side, or a variable used on a right-hand side
+            end = pos + 3 - pos % 3  # the program up to the end of this statement
+            prefix = "".join(tokens[:end] if pos % 3 == 2 else tokens[:pos - pos % 3]) + "<?>" + var
             assert int(digit.strip("<>")) == follow(prefix)[0]
+        uses = [p for p, _ in targets if p % 3 == 0]
+        assert all(tokens[p] in D.NAMES for p in uses)
     assert D.statement_targets(D.tokenize("<e_1><r_2><r_3>")) is None
 
 

@@ -172,8 +172,33 @@ def test_pad_tokens_do_not_change_real_positions():
     assert torch.allclose(a, b[:, :6], atol=1e-5)
 
 
-@pytest.mark.parametrize("norm,injection", [("prenorm", "concat"), ("sandwich", "add")])
-def test_variants_build_and_run(norm, injection):
-    model = build_recurrent(tiny(norm=norm, injection=injection))
+@pytest.mark.parametrize("norm,injection,mix", [("prenorm", "concat", 0), ("sandwich", "add", 0),
+                                                ("sandwich", "concat", 3)])
+def test_variants_build_and_run(norm, injection, mix):
+    model = build_recurrent(tiny(norm=norm, injection=injection, token_mix=mix))
     assert model(batch(), (1, 1)).shape == (3, 9, 20)
     assert (model.adapter is None) == (injection == "add")
+    assert (model.mix is None) == (mix == 0)
+
+
+@pytest.mark.parametrize("build", [build_recurrent, build_plain])
+def test_every_model_is_causal(build):
+    """Changing a token changes no prediction before it (attention and the token mix are causal)."""
+    torch.manual_seed(0)
+    model = build(tiny(token_mix=3)).eval()
+    ids = batch(b=2, t=10)
+    changed = ids.clone()
+    changed[:, 6] = (changed[:, 6] + 1) % 19
+    with torch.no_grad():
+        a = model(ids, 3, generator=torch.Generator().manual_seed(0))
+        b = model(changed, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(a[:, :6], b[:, :6], atol=1e-5)
+    assert not torch.allclose(a[:, 6:], b[:, 6:])
+
+
+def test_token_mix_starts_as_the_sum_of_the_previous_embeddings():
+    model = build_recurrent(tiny(token_mix=3))
+    x = torch.randn(1, 5, 16)
+    y = model.mix(x)
+    assert torch.allclose(y[0, 3], x[0, 3] + x[0, 2] + x[0, 1])
+    assert torch.allclose(y[0, 0], x[0, 0])

@@ -137,9 +137,11 @@ def chain_value(input_text: str, modulus: int = 10) -> int:
 
 
 def statement_targets(tokens: list[str], modulus: int = 10) -> list[tuple[int, str]] | None:
-    """Per-statement targets of a chain program: (position of its left-hand side, digit of its value)
-    for every statement whose value follows from the statements before it; None if `tokens` (an
-    input) is not a chain program. Used by `--aux statements`; the data files do not store them."""
+    """Per-statement targets of a chain program, for every statement whose value follows from the
+    statements before it: (position of its left-hand side, digit of its value), and, when its
+    right-hand side is a variable, (position of that variable, digit of the variable's value) -- the
+    same lookup the final query `? v` asks for. None if `tokens` (an input) is not a chain program.
+    Used by `--aux statements`; the data files do not store them."""
     body = tokens[:-2]
     if len(tokens) < 5 or tokens[-2] != QUERY or tokens[-1] not in NAMES or len(body) % 3:
         return None
@@ -152,6 +154,8 @@ def statement_targets(tokens: list[str], modulus: int = 10) -> list[tuple[int, s
         base = int(rhs[1:-1]) if rhs in DIGITS else known.get(rhs)
         if base is None:
             continue
+        if rhs in NAMES:
+            out.append((i, DIGITS[base]))
         known[lhs] = (base + int(op[1:-1])) % modulus
         out.append((i + 2, DIGITS[known[lhs]]))
     return out

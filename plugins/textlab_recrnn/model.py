@@ -119,13 +119,31 @@ def init_weights(model: nn.Module, dim: int, effective_depth: float) -> None:
     std = math.sqrt(2 / (5 * dim))
     out_std = std / math.sqrt(2 * effective_depth)
     for name, p in model.named_parameters():
-        if p.dim() < 2:
-            continue  # norm weights stay 1, q/k biases 0
+        if p.dim() < 2 or name.startswith("mix."):
+            continue  # norm weights stay 1, q/k biases 0, the token mix keeps its own start
         s = out_std if name.endswith(("proj.weight", "mlp_proj.weight")) else std
         nn.init.trunc_normal_(p, 0.0, s, -3 * s, 3 * s)
 
 
 # ============================================================================ the models
+class TokenMix(nn.Module):
+    """x + causal depthwise convolution of width w (each position mixes in the w-1 before it).
+    An option, not part of Huginn: it lets a position see its neighbours without an attention
+    layer learning to ("smeared keys", Canon layers)."""
+
+    def __init__(self, dim: int, width: int):
+        super().__init__()
+        self.width = width
+        self.conv = nn.Conv1d(dim, dim, width, groups=dim, bias=False)
+        with torch.no_grad():  # start as "add the w-1 previous embeddings" (the last tap is the position itself)
+            self.conv.weight.fill_(1.0)
+            self.conv.weight[..., -1] = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.pad(x.transpose(1, 2), (self.width - 1, 0))
+        return x + self.conv(y).transpose(1, 2)
+
+
 class _Base(nn.Module):
     """What both models share: embedding (x sqrt h), tied head, RoPE tables, readout."""
 
@@ -136,6 +154,7 @@ class _Base(nn.Module):
         self.config = config
         self.emb = nn.Embedding(config.vocab_size, config.dim)
         self.ln_f = RMSNorm(config.dim)
+        self.mix = TokenMix(config.dim, config.token_mix) if config.token_mix else None
         self._rope: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def rope(self, length: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +162,10 @@ class _Base(nn.Module):
         if key not in self._rope:
             self._rope[key] = rope_tables(length, self.config.dim // self.config.heads, self.config.rope_base, device)
         return self._rope[key]
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.emb(ids) * math.sqrt(self.config.dim)
+        return self.mix(x) if self.mix is not None else x
 
     def head(self, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """Tied LM head after the final norm; only at `positions` (one per row) when given."""
@@ -173,7 +196,7 @@ class RecurrentDepth(_Base):
     # -- the pieces, usable one by one (eval iterates and decodes copies)
     def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         rope = self.rope(ids.shape[1], ids.device)
-        x = self.emb(ids) * math.sqrt(self.config.dim)
+        x = self.embed(ids)
         for block in self.prelude:
             x = block(x, rope)
         return x, rope
@@ -250,7 +273,7 @@ class Plain(_Base):
     def forward(self, ids: torch.Tensor, steps: Any = None, positions: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         rope = self.rope(ids.shape[1], ids.device)
-        x = self.emb(ids) * math.sqrt(self.config.dim)
+        x = self.embed(ids)
         for block in self.blocks:
             x = block(x, rope)
         return self.head(x, positions)

@@ -154,6 +154,10 @@ def train(
     injection: Annotated[Literal["concat", "add"], Option(help="How the input re-enters each step.")] = "concat",
     norm: Annotated[Literal["sandwich", "prenorm"], Option(help="Block normalisation.")] = "sandwich",
     state_scale: Annotated[float, Option(min=0.0, help="Scale of the random initial state (0: zero state).")] = 1.0,
+    token_mix: Annotated[int, Option(min=0, max=8, help="Causal convolution of this width over the embeddings "
+                                                       "(0 = off, as in Huginn). Not in Huginn: it lets each position "
+                                                       "see its neighbours, which makes in-context lookups learnable "
+                                                       "in a CPU budget (see the README).")] = 0,
     lr: Annotated[float, Option(min=0.0, help="Peak learning rate (AdamW, betas 0.9/0.95).")] = 1e-3,
     batch_size: Annotated[int, Option(min=1, help="Sequences per optimizer step.")] = 64,
     steps: Annotated[int, Option(min=1, help="Optimizer steps.")] = 3000,
@@ -184,6 +188,7 @@ def train(
         if value is not None:
             sizes[key] = value
     config = textlab.make_config(RecrnnConfig, {**sizes, "injection": injection, "norm": norm, "state_scale": state_scale,
+                                                "token_mix": token_mix,
                                                 "vocab_size": len(ds.vocab), "pad_id": ds.pad_id})
     if start_difficulty and ds.train_max_difficulty() is not None and start_difficulty > ds.train_max_difficulty():
         raise textlab.UsageError(f"--start-difficulty {start_difficulty} is above the largest training difficulty "

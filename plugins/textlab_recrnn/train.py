@@ -179,7 +179,7 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
         res = accuracy_at(model, valid, valid_ood, eval_r, pad_id=ds.pad_id, batch_size=max(settings.batch_size, 128))
         model.train()
         metrics = {"answer_accuracy": res["all"], "answer_loss": res["loss"], "accuracy_id": res["id"],
-                   "accuracy_ood": res["ood"]}
+                   "accuracy_ood": res["ood"], "train_time": st["train_time"]}
         metrics.update({f"accuracy_{g}": v for g, v in res["groups"].items()})
         if st["level"] is not None:
             metrics["level"] = st["level"]
@@ -233,10 +233,11 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
             st["step"] += 1
             now = time.perf_counter()
             st["train_time"] += now - t_mark
+            step_seconds = now - t_mark
             t_mark = now
             for k, v in (("loss", loss.item()), ("answer_loss", out["answer_loss"].item()),
                          ("answer_accuracy", out["answer_accuracy"].item()), ("recurrence", sum(depth)),
-                         ("lr", optimizer.param_groups[0]["lr"]),
+                         ("lr", optimizer.param_groups[0]["lr"]), ("seconds_per_step", step_seconds),
                          *((k, out[k].item()) for k in ("aux_loss", "aux_accuracy") if k in out)):
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += 1
