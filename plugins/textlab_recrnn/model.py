@@ -84,11 +84,9 @@ class Block(nn.Module):
     def attn(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         b, t, h = x.shape
         qkv = self.wqkv(x)
-        qk = qkv[..., : 2 * h] + self.qk_bias
-        q, k = qk.view(b, t, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        qk = (qkv[..., : 2 * h] + self.qk_bias).view(b, t, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
         v = qkv[..., 2 * h:].view(b, t, self.heads, -1).transpose(1, 2)
-        cos, sin = rope
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(qk, *rope)  # q and k rotated together: [2, b, heads, t, head_dim]
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(b, t, h))
 

@@ -169,8 +169,10 @@ def train(
                                             "accuracy at the current one reaches --promote-at.")] = True,
     promote_at: Annotated[float, Option(min=0.0, max=1.0, help="Curriculum threshold.")] = 0.9,
     start_difficulty: Annotated[int, Option(min=0, help="First curriculum level.")] = 0,
-    aux: Annotated[Literal["none", "statements"], Option(help="statements: also predict every statement's value "
-                                                              "at its ';' (single mode; varchain/pchase data).")]
+    aux: Annotated[Literal["none", "statements"], Option(help="statements: also predict each statement's value at "
+                                                              "its left-hand variable and each used variable's value, "
+                                                              "where the text so far defines it (single mode; "
+                                                              "varchain/pchase data).")]
     = "none",
     aux_weight: Annotated[float, Option(min=0.0, help="Weight of the --aux loss.")] = 1.0,
     weight_decay: Annotated[float, Option(min=0.0, help="AdamW weight decay (not on norms and biases).")] = 0.01,
