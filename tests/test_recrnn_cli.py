@@ -111,13 +111,14 @@ def test_kl_exit_thresholds_bound_the_exit_step(cli, folder):
 
 
 def test_full_mode_baseline_fixed_recurrence_and_aux(cli, folder):
-    for extra in (["--mode", "full"], ["--model", "baseline"], ["--fixed-recurrence", "3"],
-                  ["--aux", "statements"], ["--no-curriculum", "--injection", "add", "--norm", "prenorm"]):
-        res = cli("train", "recrnn", "--data", folder, "--steps", "10", *FAST, *extra, "--json")
+    for i, extra in enumerate((["--mode", "full"], ["--model", "baseline"], ["--fixed-recurrence", "3"],
+                               ["--aux", "statements"], ["--no-curriculum", "--injection", "add", "--norm", "prenorm"])):
+        res = cli("train", "recrnn", "--data", folder, "--steps", "10", *FAST, *extra, "--name", f"n{i}", "--json")
         assert res.code == 0, (extra, res.err)
-    runs = runs_of(Path("runs"))
-    assert [r.name.split("-", 2)[2] for r in runs] == ["recurrent-full", "baseline-single", "recurrent-single-r3",
-                                                        "recurrent-single", "recurrent-single"]
+    # in the order they were made (runs made within one second would sort by label)
+    runs = sorted(runs_of(Path("runs")), key=lambda r: r.name.rsplit("-", 1)[1])
+    assert [r.name.split("-", 2)[2].rsplit("-", 1)[0] for r in runs] == [
+        "recurrent-full", "baseline-single", "recurrent-single-r3", "recurrent-single", "recurrent-single"]
     ckpt = torch.load(runs[1] / "checkpoints" / "best.pt", weights_only=True)
     looped = torch.load(runs[0] / "checkpoints" / "best.pt", weights_only=True)
     assert ckpt["model"] == "baseline" and not ckpt["extra"]["looped"]

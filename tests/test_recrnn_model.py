@@ -196,9 +196,13 @@ def test_every_model_is_causal(build):
     assert not torch.allclose(a[:, 6:], b[:, 6:])
 
 
-def test_token_mix_starts_as_the_sum_of_the_previous_embeddings():
+def test_token_mix_adds_rotated_neighbours():
     model = build_recurrent(tiny(token_mix=3))
+    w = model.mix.conv.weight.detach()
     x = torch.randn(1, 5, 16)
-    y = model.mix(x)
-    assert torch.allclose(y[0, 3], x[0, 3] + x[0, 2] + x[0, 1])
+    y = model.mix(x).detach()
+    assert torch.allclose(y[0, 3], x[0, 3] + w[:, :, 0] @ x[0, 1] + w[:, :, 1] @ x[0, 2], atol=1e-5)
     assert torch.allclose(y[0, 0], x[0, 0])
+    for j in (0, 1):  # each past tap is a rotation: the neighbour can be read back exactly
+        assert torch.allclose(w[:, :, j] @ w[:, :, j].t(), torch.eye(16), atol=1e-5)
+    assert not w[:, :, 2].any()

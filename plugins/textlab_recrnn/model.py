@@ -125,17 +125,20 @@ def init_weights(model: nn.Module, dim: int, effective_depth: float) -> None:
 
 # ============================================================================ the models
 class TokenMix(nn.Module):
-    """x + causal depthwise convolution of width w (each position mixes in the w-1 before it).
-    An option, not part of Huginn: it lets a position see its neighbours without an attention
-    layer learning to ("smeared keys", Canon layers)."""
+    """x_t + sum_j R_j x_{t-j} for j = 1..w-1: a causal convolution over the embeddings whose taps
+    start as random orthogonal maps, so each neighbour lands in its own recoverable subspace (with
+    equal taps, a position could not tell its own token from the one two places back). An option,
+    not part of Huginn: a position sees its neighbours without an attention layer having to learn
+    to look there first ("smeared keys", Canon layers)."""
 
     def __init__(self, dim: int, width: int):
         super().__init__()
         self.width = width
-        self.conv = nn.Conv1d(dim, dim, width, groups=dim, bias=False)
-        with torch.no_grad():  # start as "add the w-1 previous embeddings" (the last tap is the position itself)
-            self.conv.weight.fill_(1.0)
-            self.conv.weight[..., -1] = 0.0
+        self.conv = nn.Conv1d(dim, dim, width, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()  # the last tap (the position itself) stays 0: x_t enters through the residual
+            for j in range(width - 1):
+                nn.init.orthogonal_(self.conv.weight[:, :, j])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.pad(x.transpose(1, 2), (self.width - 1, 0))
