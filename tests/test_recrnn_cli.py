@@ -1,0 +1,230 @@
+"""recrnn through the command line: prep, analyze, train (both modes, baseline, resume, Ctrl-C), eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+FAST = ["--preset", "smoke", "--batch-size", "16", "--eval-every", "10", "--valid-max", "40", "--threads", "1"]
+
+
+def runs_of(root: Path) -> list[Path]:
+    return sorted((root / "recrnn").iterdir()) if (root / "recrnn").exists() else []
+
+
+@pytest.fixture
+def folder(cli, tmp_path) -> Path:
+    out = tmp_path / "vc"
+    res = cli("prep", "recrnn", "--task", "varchain", "--out", out, "--statements", "6", "--chains", "2",
+              "--train-max", "2", "--n-train", "400", "--n-valid", "8", "--n-test", "12", "--seed", "5")
+    assert res.code == 0, res.err
+    return out
+
+
+def test_prep_is_deterministic_and_writes_the_original_format(cli, tmp_path, folder):
+    again = tmp_path / "again"
+    res = cli("prep", "recrnn", "--out", again, "--statements", "6", "--chains", "2", "--train-max", "2",
+              "--n-train", "400", "--n-valid", "8", "--n-test", "12", "--seed", "5", "--json")
+    assert res.code == 0 and json.loads(res.out)["records"] == {"train": 400, "valid": 40, "test": 60}
+    for name in ("train", "valid", "test", "vocab"):
+        assert (folder / f"{name}.json").read_bytes() == (again / f"{name}.json").read_bytes(), name
+    other = tmp_path / "other"
+    assert cli("prep", "recrnn", "--out", other, "--statements", "6", "--chains", "2", "--train-max", "2",
+               "--n-train", "400", "--n-valid", "8", "--n-test", "12", "--seed", "6").code == 0
+    assert (folder / "train.json").read_bytes() != (other / "train.json").read_bytes()
+    rec = json.loads((folder / "test.json").read_text())[0]
+    assert set(rec) == {"input_text", "target_text", "type", "difficulty"}
+    assert rec["target_text"].startswith(rec["input_text"]) and rec["target_text"].endswith("</a>")
+
+
+def test_prep_grokked_style_and_analyze(cli, tmp_path):
+    out = tmp_path / "comp"
+    res = cli("prep", "recrnn", "--task", "composition", "--out", out, "--entities", "200", "--relations", "10",
+              "--out-degree", "5", "--phi", "1.0", "--test-size", "20")
+    assert res.code == 0, res.err
+    assert len(json.loads((out / "vocab.json").read_text())) == 216
+    res = cli("prep", "recrnn", "--task", "composition", "--out", tmp_path / "tiny", "--entities", "10",
+              "--relations", "3", "--out-degree", "2")
+    assert res.code == 2 and "no test_inferred_ood" in res.err
+    res = cli("analyze", "recrnn", "--data", out, "--json")
+    assert res.code == 0, res.err
+    report = json.loads(res.out)
+    assert report["splits"]["test"]["types"]["test_inferred_ood"] > 0
+    assert report["splits"]["train"]["difficulty"] == {}
+    res = cli("analyze", "recrnn", "--data", "sample")
+    assert res.code == 0 and "difficulties" in res.out and "0:" in res.out and "chance" in res.out
+
+
+def test_train_eval_single_mode_end_to_end(cli, tmp_path, folder):
+    res = cli("train", "recrnn", "--data", folder, "--steps", "30", *FAST, "--json")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    run = Path(out["run"])
+    assert out["status"] == "finished" and out["result"]["steps"] == 30
+    names = {(r["split"], r["name"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    for metric in ("answer_accuracy", "answer_loss", "loss", "recurrence"):
+        assert ("train", metric) in names
+    for metric in ("accuracy_id", "accuracy_ood", "accuracy_d0", "accuracy_d4", "level"):
+        assert ("valid", metric) in names
+    res = cli("eval", run, "--steps", "1,2,4,8", "--json")
+    assert res.code == 0, res.err
+    table = json.loads(res.out)
+    assert table["steps"] == [1, 2, 4, 8]
+    assert table["columns"] == ["d0", "d1", "d2", "d3", "d4", "id", "ood", "all"]
+    assert table["counts"]["ood"] == 24 and table["chance"] == pytest.approx(0.1)
+    assert all(0.0 <= v <= 1.0 for row in table["accuracy"].values() for v in row.values())
+    files = [Path(f) for f in table["files"]]
+    assert all(f.exists() for f in files)
+    assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    csv_rows = files[1].read_text().splitlines()
+    assert csv_rows[0] == "steps,d0,d1,d2,d3,d4,id,ood,all" and len(csv_rows) == 5
+    # the same seeds give the same table; the rich table marks the training mean
+    again = json.loads(cli("eval", run, "--steps", "1,2,4,8", "--json").out)
+    assert again["accuracy"] == table["accuracy"] and again["raw_correct"] == table["raw_correct"]
+    shown = cli("eval", run, "--steps", "1,4")
+    assert shown.code == 0 and "4 *" in shown.out and "chance 0.10" in shown.out
+    res = cli("eval", run, "--exit", "kl", "--exit-threshold", "5e-4", "--max-steps", "6", "--json")
+    assert res.code == 0, res.err
+    rows = json.loads(res.out)["rows"]
+    assert sum(rows["all"]["histogram"].values()) == 60
+    assert all(1 <= int(k) <= 6 for k in rows["all"]["histogram"])
+    assert rows["ood"]["n"] == 24 and "d3" in rows
+
+
+def test_kl_exit_thresholds_bound_the_exit_step(cli, folder):
+    assert cli("train", "recrnn", "--data", folder, "--steps", "10", *FAST).code == 0
+    run = runs_of(Path("runs"))[0]
+    never = json.loads(cli("eval", run, "--exit", "kl", "--exit-threshold", "0", "--max-steps", "5", "--json").out)
+    always = json.loads(cli("eval", run, "--exit", "kl", "--exit-threshold", "1e9", "--max-steps", "5",
+                            "--min-steps", "2", "--json").out)
+    assert never["rows"]["all"]["histogram"] == {"5": 60}
+    assert always["rows"]["all"]["histogram"] == {"2": 60}
+    assert never["rows"]["all"]["accuracy"] == never["rows"]["all"]["accuracy_at_max"]
+
+
+def test_full_mode_baseline_fixed_recurrence_and_aux(cli, folder):
+    for i, extra in enumerate((["--mode", "full"], ["--model", "baseline"], ["--fixed-recurrence", "3"],
+                               ["--aux", "statements"], ["--no-curriculum", "--injection", "add", "--norm", "prenorm"])):
+        res = cli("train", "recrnn", "--data", folder, "--steps", "10", *FAST, *extra, "--name", f"n{i}", "--json")
+        assert res.code == 0, (extra, res.err)
+    # in the order they were made (runs made within one second would sort by label)
+    runs = sorted(runs_of(Path("runs")), key=lambda r: r.name.rsplit("-", 1)[1])
+    assert [r.name.split("-", 2)[2].rsplit("-", 1)[0] for r in runs] == [
+        "recurrent-full", "baseline-single", "recurrent-single-r3", "recurrent-single", "recurrent-single"]
+    ckpt = torch.load(runs[1] / "checkpoints" / "best.pt", weights_only=True)
+    looped = torch.load(runs[0] / "checkpoints" / "best.pt", weights_only=True)
+    assert ckpt["model"] == "baseline" and not ckpt["extra"]["looped"]
+    assert abs(ckpt["extra"]["parameters"] - looped["extra"]["parameters"]) / looped["extra"]["parameters"] < 0.01
+    rec = [json.loads(x) for x in (runs[2] / "metrics.jsonl").read_text().splitlines()]
+    assert {r["value"] for r in rec if r["name"] == "recurrence"} == {3.0}
+    aux = [json.loads(x) for x in (runs[3] / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["name"] == "aux_accuracy" for r in aux)
+    res = cli("eval", runs[1], "--steps", "1,8", "--json")
+    acc = json.loads(res.out)["accuracy"]
+    assert acc["1"] == acc["8"]  # the baseline does not loop
+
+
+def test_depth_sequence_is_reproducible(cli, folder):
+    for _ in range(2):
+        assert cli("train", "recrnn", "--data", folder, "--steps", "20", *FAST, "--seed", "3").code == 0
+    a, b = runs_of(Path("runs"))
+
+    def weights(run):
+        return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state_dict"]
+
+    wa, wb = weights(a), weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ra = [json.loads(x)["value"] for x in (a / "metrics.jsonl").read_text().splitlines() if '"recurrence"' in x]
+    assert len(set(ra)) > 1  # the depth really varies between logging windows
+
+
+def test_resume_continues_exactly(cli, folder):
+    assert cli("train", "recrnn", "--data", folder, "--steps", "20", *FAST, "--name", "split").code == 0
+    first = runs_of(Path("runs"))[0]
+    res = cli("train", "--resume", first, "--steps", "40")
+    assert res.code == 0, res.err
+    assert cli("train", "recrnn", "--data", folder, "--steps", "40", *FAST, "--name", "straight").code == 0
+    straight = next(r for r in runs_of(Path("runs")) if r.name.endswith("straight"))
+    a = torch.load(first / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    assert a["train_state"]["recrnn"]["step"] == b["train_state"]["recrnn"]["step"] == 40
+    assert a["train_state"]["recrnn"]["level"] == b["train_state"]["recrnn"]["level"]
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    info = json.loads((first / "run.json").read_text())
+    assert info["status"] == "finished" and info["resumes"][0]["changed"] == {"steps": 40}
+
+
+def test_ctrl_c_saves_and_resume_finishes(cli, folder):
+    """SIGINT in the middle of training (sent to this process, as a terminal would): last.pt is saved,
+    the run is marked interrupted, exit code 130, and --resume finishes it."""
+    runs = Path("runs")
+
+    def interrupt_after_first_eval():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            metrics = list(runs.glob("recrnn/*/metrics.jsonl"))
+            if metrics and '"valid"' in metrics[0].read_text():
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt_after_first_eval, daemon=True)
+    watcher.start()
+    res = cli("train", "recrnn", "--data", folder, "--steps", "100000", *FAST, "--eval-every", "5")
+    watcher.join()
+    assert res.code == 130, res.err
+    assert "Traceback" not in res.err and "--resume" in res.err
+    run = runs_of(runs)[0]
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["recrnn"]["step"]
+    assert 5 <= step < 100000
+    done = cli("train", "--resume", run, "--steps", str(step + 3))
+    assert done.code == 0, done.err
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["recrnn"]["step"] == step + 3
+
+
+def test_bad_input_is_one_line(cli, tmp_path, folder):
+    (tmp_path / "file.json").write_text("[]")
+    comp = tmp_path / "comp"
+    assert cli("prep", "recrnn", "--task", "comparison", "--out", comp, "--entities", "20", "--attributes", "2",
+               "--phi", "1.0", "--test-size", "5").code == 0
+    other = tmp_path / "other"
+    assert cli("prep", "recrnn", "--out", other, "--statements", "5", "--chains", "2", "--train-max", "1",
+               "--n-train", "50", "--n-valid", "2", "--n-test", "2").code == 0
+    (other / "vocab.json").write_text(json.dumps(json.loads((other / "vocab.json").read_text()) + ["<extra>"]))
+    cases = [
+        (("train", "recrnn", "--data", "nosuch/folder"), 2, "no such file or folder"),
+        (("train", "recrnn", "--data", tmp_path / "file.json"), 2, "is not a folder"),
+        (("train", "recrnn", "--data", "wikitext"), 2, "recrnn reads a data folder"),
+        (("train", "recrnn", "--mode", "full", "--aux", "statements"), 2, "--aux applies to --mode single"),
+        (("train", "recrnn", "--data", comp, "--aux", "statements", *FAST), 2, "needs varchain or pchase data"),
+        (("train", "recrnn", "--start-difficulty", "7"), 2, "above the largest training difficulty"),
+        (("train", "recrnn", "--dim", "30", "--heads", "4"), 2, "must split into"),
+        (("train", "recrnn", "--mode", "lm"), 2, "--mode"),
+        (("prep", "recrnn", "--out", folder), 2, "already holds data"),
+        (("prep", "recrnn", "--out", tmp_path / "x", "--statements", "5", "--chains", "4", "--train-max", "3"), 2,
+         "needs at least 7 statements"),
+        (("analyze", "recrnn", "--data", tmp_path / "missing"), 2, "no such file or folder"),
+    ]
+    for args, code, text in cases:
+        res = cli(*args)
+        assert res.code == code, (args, res.err)
+        assert len(res.err_lines) == 1, (args, res.err)
+        assert text in res.err, (args, res.err)
+    assert not runs_of(Path("runs")), "a failed train left a run directory behind"
+    assert cli("train", "recrnn", "--data", folder, "--steps", "2", *FAST).code == 0
+    run = runs_of(Path("runs"))[0]
+    for args, text in (((run, "--steps", "1,x"), "--steps"), ((run, "--steps", "0"), "--steps"),
+                       ((run, "--data", other), "vocabulary"), ((run, "--split", "dev"), "--split")):
+        res = cli("eval", *args)
+        assert res.code == 2 and len(res.err_lines) == 1 and text in res.err, (args, res.err)
