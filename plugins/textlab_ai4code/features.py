@@ -55,7 +55,7 @@ def ident_tokens(text: str) -> list[str]:
         if len(low) < 2:
             continue
         out.append(low)
-        if "_" in tok or any(c.isupper() for c in tok[1:]):
+        if "_" in tok or tok[1:] != low[1:]:
             parts = [p.lower() for part in tok.split("_") for p in _CAMEL.findall(part)]
             if len(parts) > 1:
                 out.extend(p for p in parts if len(p) > 1)
@@ -71,37 +71,85 @@ def word_ngrams(text: str) -> list[str]:
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def char_hashes(text: str, n_features: int, sizes: Sequence[int] = (3, 4, 5)) -> np.ndarray:
-    """Hashed character n-grams of the whitespace-normalised, lower-cased text (vectorised, stable)."""
-    text = _SPACE.sub(" ", clean(text).lower()).strip()[:MAX_CHARS]
-    if not text:
-        return np.zeros(0, dtype=np.int64)
-    a = np.frombuffer(f" {text} ".encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    out = []
+def _normalise(text: str) -> str:
+    return _SPACE.sub(" ", clean(text).lower()).strip()[:MAX_CHARS]
+
+
+def char_hashes_batch(texts: Sequence[str], n_features: int, sizes: Sequence[int] = (3, 4, 5)) -> tuple[np.ndarray, np.ndarray]:
+    """(cell index, hashed character n-gram) of every n-gram of every text, vectorised over all texts.
+
+    Each text is whitespace-normalised, lower-cased and padded with a space; n-grams never cross
+    from one text into the next. The hash is stable across processes and machines.
+    """
+    parts = [f" {_normalise(t)} " for t in texts]
+    lens = np.array([len(p) for p in parts], dtype=np.int64)
+    a = np.frombuffer("".join(parts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    cell_of = np.repeat(np.arange(len(parts)), lens)
+    cells, hashes = [], []
     with np.errstate(over="ignore"):
         for n in sizes:
-            if len(a) < n:
+            m = len(a) - n + 1
+            if m <= 0:
                 continue
-            h = np.full(len(a) - n + 1, np.uint64(n), dtype=np.uint64)
+            h = np.full(m, np.uint64(n), dtype=np.uint64)
             for k in range(n):
-                h = (h * np.uint64(1000003)) ^ a[k:len(a) - n + 1 + k]
+                h = (h * np.uint64(1000003)) ^ a[k:k + m]
             h = h * _MIX
             h ^= h >> np.uint64(29)
-            out.append((h % np.uint64(n_features)).astype(np.int64))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+            pos = np.arange(m)
+            cell = cell_of[:m]
+            ok = pos + n <= starts[cell] + lens[cell]  # the n-gram ends inside its own text
+            cells.append(cell[ok])
+            hashes.append((h[ok] % np.uint64(n_features)).astype(np.int64))
+    if not cells:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(cells), np.concatenate(hashes)
+
+
+def char_hashes(text: str, n_features: int, sizes: Sequence[int] = (3, 4, 5)) -> np.ndarray:
+    """Hashed character n-grams of one text."""
+    if not _normalise(text):
+        return np.zeros(0, dtype=np.int64)
+    return char_hashes_batch([text], n_features, sizes)[1]
 
 
 # ============================================================================ TF-IDF
 SparseRow = tuple[np.ndarray, np.ndarray]  # (term ids, weights), L2-normalised
 
 
+def unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and their counts (a plain sort: numpy's hash-based unique is slower here)."""
+    k = np.sort(keys, kind="stable")
+    if len(k) == 0:
+        return k, np.zeros(0, dtype=np.int64)
+    start = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    return k[start], np.diff(np.append(start, len(k)))
+
+
 def _weigh(ids: np.ndarray, idf: np.ndarray) -> SparseRow:
     if len(ids) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    uniq, counts = np.unique(ids, return_counts=True)
+    uniq, counts = unique_counts(ids)
     w = (1.0 + np.log(counts)) * idf[uniq]
     norm = float(np.sqrt((w * w).sum())) or 1.0
     return uniq, (w / norm).astype(np.float32)
+
+
+def weigh_batch(cells: np.ndarray, terms: np.ndarray, idf: np.ndarray, n_rows: int):
+    """CSR (n_rows x len(idf)) of sublinear TF-IDF, L2-normalised per row, from (row, term) occurrences."""
+    import scipy.sparse as sp
+
+    n_cols = len(idf)
+    if len(terms) == 0:
+        return sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
+    keys, counts = unique_counts(cells.astype(np.int64) * n_cols + terms)
+    rows, cols = keys // n_cols, keys % n_cols
+    w = (1.0 + np.log(counts)) * idf[cols]
+    norm = np.sqrt(np.bincount(rows, weights=w * w, minlength=n_rows))
+    w = w / np.maximum(norm[rows], 1e-12)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
+    return sp.csr_matrix((w.astype(np.float32), cols, indptr), shape=(n_rows, n_cols))
 
 
 @dataclass
@@ -133,6 +181,14 @@ class Tfidf:
         ids = np.fromiter((self.index[t] for t in toks if t in self.index), dtype=np.int64)
         return _weigh(ids, self.idf)
 
+    def matrix(self, docs: Sequence[Sequence[str]]):
+        """CSR of many documents at once."""
+        index = self.index
+        ids = [[index[t] for t in toks if t in index] for toks in docs]
+        cells = np.repeat(np.arange(len(ids)), [len(x) for x in ids])
+        terms = np.fromiter((i for x in ids for i in x), dtype=np.int64, count=len(cells))
+        return weigh_batch(cells, terms, self.idf, len(docs))
+
 
 @dataclass
 class HashedTfidf:
@@ -145,17 +201,21 @@ class HashedTfidf:
         return len(self.idf)
 
     @classmethod
-    def fit(cls, texts: Iterable[str], n_features: int = 1 << 20) -> "HashedTfidf":
+    def fit(cls, texts: Sequence[str], n_features: int = 1 << 20, batch: int = 256) -> "HashedTfidf":
         df = np.zeros(n_features, dtype=np.int64)
-        n = 0
-        for text in texts:
-            h = np.unique(char_hashes(text, n_features))
-            df[h] += 1
-            n += 1
+        for lo in range(0, len(texts), batch):
+            cells, h = char_hashes_batch(texts[lo:lo + batch], n_features)
+            keys, _ = unique_counts(cells * n_features + h)
+            df += np.bincount(keys % n_features, minlength=n_features)
+        n = len(texts)
         return cls((np.log((1 + n) / (1 + df)) + 1).astype(np.float32))
 
     def row(self, text: str) -> SparseRow:
         return _weigh(char_hashes(text, self.n_features), self.idf)
+
+    def matrix(self, texts: Sequence[str]):
+        cells, h = char_hashes_batch(texts, self.n_features)
+        return weigh_batch(cells, h, self.idf, len(texts))
 
 
 def local_dense(rows: Sequence[SparseRow]) -> np.ndarray:
@@ -171,6 +231,29 @@ def local_dense(rows: Sequence[SparseRow]) -> np.ndarray:
     which = np.repeat(np.arange(len(rows)), lens)
     m[which, inv] = np.concatenate([r[1] for r in rows])
     return m
+
+
+def sparse(rows: Sequence[SparseRow], n_cols: int):
+    """Rows as a scipy CSR matrix (cells x terms)."""
+    import scipy.sparse as sp
+
+    indptr = np.concatenate([[0], np.cumsum([len(r[0]) for r in rows])]).astype(np.int64)
+    indices = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int64)
+    data = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.float32)
+    return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_cols))
+
+
+def first_occurrences(code):
+    """Keep, in each term's column, only the first code cell (row) that uses the term."""
+    coo = code.tocoo()
+    order = np.lexsort((coo.row, coo.col))
+    cols = coo.col[order]
+    first = np.ones(len(cols), dtype=bool)
+    first[1:] = cols[1:] != cols[:-1]
+    keep = order[first]
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=code.shape)
 
 
 # ============================================================================ cell features
@@ -225,20 +308,21 @@ class View:
         self.code = nb.code
         self.md = nb.markdown
         self.C, self.M = len(self.code), len(self.md)
-        W = local_dense([text.words.row(ident_tokens(s)) for s in nb.sources])
-        X = local_dense([text.chars.row(s) for s in nb.sources])
+        W = text.words.matrix([ident_tokens(s) for s in nb.sources])
+        X = text.chars.matrix(nb.sources)
         word_md, word_code = W[self.md], W[self.code]
-        self.sim_word = word_md @ word_code.T
-        self.sim_char = X[self.md] @ X[self.code].T
-        present = word_code > 0
-        seen = np.cumsum(present, 0)
-        first = present & np.vstack([np.zeros((1, present.shape[1]), bool), seen[:-1] == 0])
-        self.sim_new = word_md @ (word_code * first).T
-        self.md_md = word_md @ word_md.T
+        self.sim_word = _dense(word_md @ word_code.T)
+        self.sim_char = _dense(X[self.md] @ X[self.code].T)
+        self.sim_new = _dense(word_md @ first_occurrences(word_code).T)
+        self.md_md = _dense(word_md @ word_md.T)
 
     def true_gaps(self) -> np.ndarray:
         gaps = self.nb.gaps()
         return np.array([gaps[self.nb.cell_ids[i]] for i in self.md], dtype=np.int64)
+
+
+def _dense(m) -> np.ndarray:
+    return np.asarray(m.toarray(), dtype=np.float32)
 
 
 SIM_FEATURES = ("next", "prev", "next2", "prev2", "next_win", "prev_win", "next_minus_max", "prev_minus_max",

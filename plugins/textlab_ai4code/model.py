@@ -256,15 +256,65 @@ def encode_notebook(nb: Notebook, tok: CellTokenizer) -> dict:
     return out
 
 
+def bucket_idf(encodings: Sequence[dict], buckets: int) -> torch.Tensor:
+    """Inverse document frequency of every hash bucket over the cells of the training notebooks."""
+    df = torch.zeros(buckets, dtype=torch.float64)
+    n = 0
+    for e in encodings:
+        cells = torch.repeat_interleave(torch.arange(len(e["offsets"])), torch.diff(
+            torch.cat([e["offsets"], torch.tensor([len(e["ids"])])])))
+        pairs = torch.unique(cells * buckets + e["ids"])
+        df += torch.bincount(pairs % buckets, minlength=buckets).double()
+        n += len(e["offsets"])
+    return (torch.log((1 + n) / (1 + df)) + 1).float()
+
+
+LEXICAL = 8  # lexical features of a (markdown, gap) pair, computed from the token bags
+
+
+def lexical_features(ids: torch.Tensor, offsets: torch.Tensor, idf: torch.Tensor, C: int, M: int) -> torch.Tensor:
+    """(M, C + 1, LEXICAL): TF-IDF cosine of each markdown cell with the code cells around each gap.
+
+    Built from the same hashed tokens the encoder reads (with a fitted idf per bucket), so the
+    network starts from what the "similar" baseline knows and learns the rest.
+    """
+    n = len(offsets)
+    lens = torch.diff(torch.cat([offsets, torch.tensor([len(ids)], device=ids.device)]))
+    cells = torch.repeat_interleave(torch.arange(n, device=ids.device), lens)
+    local, inv = torch.unique(ids, return_inverse=True)
+    tf = torch.zeros(n, len(local), device=ids.device)
+    tf.index_put_((cells, inv), torch.ones_like(inv, dtype=tf.dtype), accumulate=True)
+    w = torch.where(tf > 0, 1 + torch.log(tf.clamp_min(1)), tf) * idf[local][None, :]
+    w = nn.functional.normalize(w, dim=1)
+    S = w[C:C + M] @ w[:C].T  # (M, C)
+    zero = torch.zeros(M, 1, device=S.device)
+    nxt, prv = torch.cat([S, zero], 1), torch.cat([zero, S], 1)
+    smax = S.max(1, keepdim=True).values
+    colmax = S.max(0, keepdim=True).values + 1e-6
+    cn = S / colmax
+    nxt_c, prv_c = torch.cat([cn, zero], 1), torch.cat([zero, cn], 1)
+    best = (S == smax) & (smax > 0)
+    nxt_b, prv_b = torch.cat([best, zero.bool()], 1).float(), torch.cat([zero.bool(), best], 1).float()
+    return torch.stack([nxt, prv, nxt - smax, prv - smax, nxt_c, prv_c, nxt_b, prv_b], 2)
+
+
 class NeuralRanker(OrderModel):
-    """Cells -> mean of token embeddings; code cells -> BiGRU (order context); gaps from adjacent code
-    states; score(markdown, gap) = bilinear match + learned position prior."""
+    """Score every (markdown cell, code gap) pair of a notebook.
+
+    Cells -> mean of hashed token embeddings. Code cells -> a bidirectional GRU in their order
+    (the code-cell context); gap j is made from the GRU states of code cells j-1 and j. A pair's
+    score is a small MLP over: a learned match of the markdown with the gap, a learned position
+    prior of the markdown, the gap's position, and TF-IDF similarities of the markdown with the
+    code cells on either side (from the same hashed tokens). Trained with cross-entropy over the
+    gaps of each markdown cell; decoded like the tree ranker (median gap).
+    """
 
     def __init__(self, config: NeuralConfig, vocab: Any = None):
         super().__init__()
         self.config = config
         d = config.dim
         self.emb = nn.EmbeddingBag(config.buckets, d, mode="mean", padding_idx=0)
+        self.register_buffer("idf", torch.ones(config.buckets))
         self.md_proj = nn.Sequential(nn.Linear(d, d), nn.Tanh())
         self.code_proj = nn.Sequential(nn.Linear(d, d), nn.Tanh())
         self.gru = nn.GRU(d + 1, d, batch_first=True, bidirectional=True)
@@ -273,7 +323,7 @@ class NeuralRanker(OrderModel):
         self.match = nn.Linear(d, d, bias=False)
         self.prior = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 8))
         self.pos = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 8))
-        self.lexical = nn.Parameter(torch.tensor([4.0, 2.0]))
+        self.head = nn.Sequential(nn.Linear(LEXICAL + 5, 32), nn.Tanh(), nn.Linear(32, 1))
         self.drop = nn.Dropout(config.dropout)
         self.hf_json: str | None = vocab.get("hf_tokenizer") if isinstance(vocab, dict) else None
         self._tok = None
@@ -286,23 +336,22 @@ class NeuralRanker(OrderModel):
     def forward(self, enc: dict) -> torch.Tensor:
         """Logits (n_md, n_code + 1) of each markdown cell's gap."""
         C, M = enc["n_code"], enc["n_md"]
-        raw = self.emb(enc["ids"], enc["offsets"])
-        e = self.drop(raw)
+        if "lexical" not in enc:
+            with torch.no_grad():
+                enc["lexical"] = lexical_features(enc["ids"], enc["offsets"], self.idf, C, M)
+        e = self.drop(self.emb(enc["ids"], enc["offsets"]))
         code, md = self.code_proj(e[:C]), self.md_proj(e[C:C + M])
         frac = torch.arange(C, dtype=code.dtype, device=code.device)[:, None] / max(C, 1)
-        h, _ = self.gru(torch.cat([code, frac], 1)[None])
-        h = h[0]
-        states = torch.cat([self.edge[:1], h, self.edge[1:]], 0)  # [C + 2, 2d]: start, codes, end
+        h = self.gru(torch.cat([code, frac], 1)[None])[0][0]
+        states = torch.cat([self.edge[:1], h, self.edge[1:]], 0)  # start, code cells, end
         j = torch.arange(C + 1, dtype=code.dtype, device=code.device)
         pos = torch.stack([j / max(C, 1), (j == 0).to(code.dtype), (j == C).to(code.dtype)], 1)
         gaps = self.gap(torch.cat([states[:-1], states[1:], pos], 1))  # gap j: between code j-1 and j
-        scores = self.match(md) @ gaps.T + self.prior(md) @ self.pos(pos).T
-        # lexical match of the raw bags with the code cell after / before each gap
-        rn = nn.functional.normalize(raw, dim=1)
-        sim = rn[C:C + M] @ rn[:C].T
-        pad = torch.zeros(M, 1, dtype=sim.dtype, device=sim.device)
-        scores = scores + self.lexical[0] * torch.cat([sim, pad], 1) + self.lexical[1] * torch.cat([pad, sim], 1)
-        return scores
+        match = self.match(md) @ gaps.T  # (M, C + 1)
+        prior = self.prior(md) @ self.pos(pos).T
+        feats = torch.cat([enc["lexical"], match[..., None], prior[..., None],
+                           pos[None].expand(M, -1, -1)], 2)
+        return self.head(feats)[..., 0] + match + prior
 
     def order_one(self, nb: Notebook) -> list[str]:
         enc = encode_notebook(nb, self.tokenizer())

@@ -18,7 +18,7 @@ import textlab
 
 from .data import CODE, MARKDOWN, TASK, kaggle_notebook, write_layout
 
-VERSION = 1
+VERSION = 2
 SIZES = {"train": 160, "valid": 40, "test": 40}
 
 TOPICS = [
@@ -81,6 +81,14 @@ def make_notebook(r: random.Random) -> list[tuple[str, str]]:
             keep.append(sec)
     if r.random() < 0.8:
         keep.append(sections[-1])
+    if r.random() < 0.5:  # a long notebook: one section per column and kind of plot
+        plots = [("histogram", "plt.hist(df['{c}'], bins=20)"), ("box plot", "sns.boxplot(y=df['{c}'])"),
+                 ("summary", "df['{c}'].describe()"), ("value counts", "df['{c}'].value_counts().head(10)")]
+        extra = []
+        for c in cols:
+            for what, tpl in r.sample(plots, r.randint(1, 4)):
+                extra.append([(MARKDOWN, f"### {c}: {what}"), (CODE, tpl.format(c=c))])
+        keep[4:4] = extra
     cells = [cell for sec in keep for cell in sec]
     if r.random() < 0.3:  # an extra remark after a code cell
         i = r.randrange(2, len(cells))

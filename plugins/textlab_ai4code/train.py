@@ -219,7 +219,9 @@ def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0
     t = time.perf_counter()
     train = [nb for nb in train if nb.markdown and nb.code]
     words = fit_words(train)
-    chars = F.HashedTfidf.fit((s for nb in train for s in nb.sources), config.char_features)
+    cells = [s for nb in train for s in nb.sources]
+    sample = random.Random(seed).sample(cells, min(len(cells), 30_000))  # idf needs no more
+    chars = F.HashedTfidf.fit(sample, config.char_features)
     text = F.TextModels(words, chars)
     times["text"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -254,7 +256,7 @@ def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0
         for f in (0, 1):
             forest = fit_trees(X[row_fold != f], y[row_fold != f], config, seed=seed + f,
                                desc=f"stage 1, half {f + 1}/2", should_stop=should_stop)
-            stage1_oof[row_fold == f] = forest.predict(X[row_fold == f])
+            stage1_oof[row_fold == f] = forest.predict(X[row_fold == f], desc=f"stage 1, scores of half {2 - f}")
             forests.append(forest)
         stage1 = Forest.average(forests)
     else:
@@ -287,7 +289,7 @@ def train_neural(run: textlab.Run, train: Sequence[Notebook], valid: Sequence[No
     """Train the neural ranker with the shared loop (batches depend only on (seed, epoch); sharded)."""
     import torch
 
-    from .model import CellTokenizer, NeuralRanker, encode_notebook
+    from .model import CellTokenizer, NeuralRanker, bucket_idf, encode_notebook
 
     vocab = {"hf_tokenizer": hf_json}
     net = NeuralRanker(config, vocab)
@@ -300,6 +302,7 @@ def train_neural(run: textlab.Run, train: Sequence[Notebook], valid: Sequence[No
             bar.advance(1)
         net._tok = tok
         bar.advance(len(valid))
+    net.idf = bucket_idf(enc, config.buckets)
 
     def batches(epoch: int):
         g = torch.Generator().manual_seed(run.seed * 1000 + epoch)

@@ -8,7 +8,7 @@ arrays (feature, threshold, left, right, leaf, value), which a checkpoint stores
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,29 +27,49 @@ class Forest:
     value: np.ndarray  # float64 [nodes]
     roots: np.ndarray  # int64 [trees]
     baseline: float = 0.0
+    _cache: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_trees(self) -> int:
         return len(self.roots)
 
-    def predict(self, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """The raw score (log-odds) of each row."""
-        X = np.asarray(X, dtype=np.float64)
-        out = np.empty(len(X), dtype=np.float64)
-        if self.n_trees == 0:
-            out[:] = self.baseline
+    def _compact(self) -> tuple:
+        """int32 node arrays, and float32 thresholds rounded down so float32 features split exactly
+        as scikit-learn's float64 comparison does."""
+        if self._cache is None:
+            thr = self.threshold.astype(np.float32)
+            over = thr.astype(np.float64) > self.threshold
+            thr[over] = np.nextafter(thr[over], np.float32(-np.inf))
+            self._cache = (self.feature.astype(np.int32), thr, self.left.astype(np.int32),
+                           self.right.astype(np.int32), self.roots.astype(np.int32))
+        return self._cache
+
+    def predict(self, X: np.ndarray, chunk: int = 8192, desc: str | None = None) -> np.ndarray:
+        """The raw score (log-odds) of each row.
+
+        All (row, tree) pairs of a chunk descend together, one level per step, and pairs that
+        reached a leaf drop out, so the work follows the trees' real depths.
+        """
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        n, width = X.shape if X.ndim == 2 else (0, 0)
+        out = np.full(n, self.baseline, dtype=np.float64)
+        if self.n_trees == 0 or n == 0:
             return out
-        for lo in range(0, len(X), chunk):
-            x = X[lo:lo + chunk]
-            rows = np.arange(len(x))[:, None]
-            node = np.broadcast_to(self.roots[None, :], (len(x), self.n_trees)).copy()
-            while True:
-                inner = ~self.leaf[node]
-                if not inner.any():
-                    break
-                go_left = x[rows, self.feature[node]] <= self.threshold[node]
-                node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-            out[lo:lo + chunk] = self.value[node].sum(1) + self.baseline
+        feature, thr, left, right, roots = self._compact()
+        flat, leaf, trees = X.reshape(-1), self.leaf, self.n_trees
+        with textlab.progress(n, desc or "trees", unit="row", enabled=None if desc else False) as bar:
+            for lo in range(0, n, chunk):
+                m = min(chunk, n - lo)
+                node = np.tile(roots, m)  # pair p is (row lo + p // trees, tree p % trees)
+                base = (np.arange(m, dtype=np.int64) + lo).repeat(trees) * width
+                act = np.flatnonzero(~leaf[node])
+                while len(act):
+                    nd = node[act]
+                    nd = np.where(flat[base[act] + feature[nd]] <= thr[nd], left[nd], right[nd])
+                    node[act] = nd
+                    act = act[~leaf[nd]]
+                out[lo:lo + m] += self.value[node].reshape(m, trees).sum(1)
+                bar.advance(m)
         return out
 
     def to_tensors(self, prefix: str) -> dict:
