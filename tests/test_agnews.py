@@ -354,10 +354,12 @@ def test_bad_input_is_one_line_and_leaves_nothing(cli, tmp_path):
 def test_eval_refuses_checkpoints_of_other_tasks_and_unknown_models(cli, tmp_path):
     import textlab
 
+    other = textlab.save_checkpoint(tmp_path / "w2v.pt", task="nosuchtask", model="sgns", config={},
+                                    state_dict={"w": torch.zeros(2)})
+    res = cli("eval", other)  # a task no installed plugin provides
+    assert res.code != 0 and len(res.err_lines) == 1 and "nosuchtask" in res.err
     other = textlab.save_checkpoint(tmp_path / "w2v.pt", task="word2vec", model="sgns", config={},
                                     state_dict={"w": torch.zeros(2)})
-    res = cli("eval", other)
-    assert res.code != 0 and len(res.err_lines) == 1 and "word2vec" in res.err
     art = textlab.open_artifact(other)
     with pytest.raises(textlab.CheckpointError, match="task 'word2vec', not agnews"):
         T.evaluate_artifact(art)
@@ -369,8 +371,9 @@ def test_eval_refuses_checkpoints_of_other_tasks_and_unknown_models(cli, tmp_pat
 
 # ============================================================================ several processes
 def test_torchrun_two_processes_write_one_run(tmp_path):
-    env = dict(os.environ, TEXTLAB_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    env = dict(os.environ, TEXTLAB_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1",
+               TEXTLAB_RANK_DIGEST=str(tmp_path / "digests"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "textlab", "train", "agnews", *TINY, "--epochs", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -379,3 +382,6 @@ def test_torchrun_two_processes_write_one_run(tmp_path):
     assert info["world_size"] == 2 and info["status"] == "finished"
     # 1,520 train rows = 24 batches of 64; each rank trains on its half of them
     assert max(r["step"] for r in metrics(run)) == 12 and (run / "checkpoints" / "best.pt").exists()
+    # the ranks exchanged gradients (dense and sparse embedding ones): identical weights at the end
+    digests = {p.name: p.read_text() for p in (tmp_path / "digests").iterdir()}
+    assert set(digests) == {"rank0.txt", "rank1.txt"} and digests["rank0.txt"] == digests["rank1.txt"]

@@ -162,7 +162,7 @@ def test_bad_inputs_are_one_line_and_leave_nothing(cli, tmp_path):
         (("train", "gla", *TINY, "--model", "mamba"), 2, "mamba"),
         (("train", "gla", *TINY, "--data", str(empty)), 2, "no train text file"),
         (("train", "gla", *TINY, "--data", str(broken)), 2, "cannot read"),
-        (("train", "gla", *TINY, "--data", "nosuch/folder"), 2, "no such file"),
+        (("train", "gla", *TINY, "--data", "./nosuch/folder"), 2, "no such file"),
         (("prep", "gla", "--data", "wikitext:wikitext-103-raw-v1"), 2, "pass local files"),
         (("train", "gla", *TINY, "--data", "wikitext:wikitext-103-raw-v1"), 2, "pass local files"),
     ]

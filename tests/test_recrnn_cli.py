@@ -203,7 +203,7 @@ def test_bad_input_is_one_line(cli, tmp_path, folder):
                "--n-train", "50", "--n-valid", "2", "--n-test", "2").code == 0
     (other / "vocab.json").write_text(json.dumps(json.loads((other / "vocab.json").read_text()) + ["<extra>"]))
     cases = [
-        (("train", "recrnn", "--data", "nosuch/folder"), 2, "no such file or folder"),
+        (("train", "recrnn", "--data", "./nosuch/folder"), 2, "no such file or folder"),
         (("train", "recrnn", "--data", tmp_path / "file.json"), 2, "is not a folder"),
         (("train", "recrnn", "--data", "wikitext"), 2, "recrnn reads a data folder"),
         (("train", "recrnn", "--mode", "full", "--aux", "statements"), 2, "--aux applies to --mode single"),
