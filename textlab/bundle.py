@@ -98,7 +98,10 @@ def run_prep_verbs(task: str, name: str, home: Path, extra_args: list[str]) -> l
         args += _filter_args(extra_args, known)
         status(f"bundle: textlab {verb} {task} {' '.join(args)}")
         env = dict(os.environ, TEXTLAB_HOME=str(home))
-        proc = subprocess.run([sys.executable, "-m", "textlab", verb, task, *args], env=env)
+        # the verb's results are progress of the bundle: they go to stderr, stdout stays the bundle's result
+        proc = subprocess.run([sys.executable, "-m", "textlab", verb, task, *args], env=env,
+                              stdout=subprocess.PIPE, text=True)
+        sys.stderr.write(proc.stdout)
         if proc.returncode != 0:
             raise DataError(f"'textlab {verb} {task}' failed while bundling (exit code {proc.returncode})")
         done.append(verb)

@@ -261,5 +261,6 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
         save("last")
     run.update(steps=st["step"], stopped=stopped, train_time=round(st["train_time"], 3),
                curriculum=st["promotions"] if st["level"] is not None else None)
+    textlab.distributed.write_digest(model)  # TEXTLAB_RANK_DIGEST: lets tests check the ranks agree
     return {"steps": st["step"], "stopped": stopped, "best": st["best"], "best_step": st["best_step"],
             "level": st["level"], "train_time": round(st["train_time"], 3), "settings": asdict(settings)}
