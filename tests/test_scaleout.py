@@ -96,3 +96,21 @@ def test_bundle_then_train_and_eval_offline(tmp_path):
     # the hub default still says in one line that it needs the network
     proc = textlab(["train", "agnews", "--data", "someone/other_news", "--epochs", "1"], node)
     assert proc.returncode == 2 and "offline" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_ai4code_neural_ranker_trains_on_two_processes_with_identical_weights(tmp_path):
+    run, digests = two_processes("ai4code", ["--data", "sample", "--model", "neural", "--epochs", "1", "--dim", "8",
+                                             "--buckets", "1024", "--batch-size", "8", "--limit", "64"], tmp_path)
+    check_run(run)
+    assert set(digests) == {"rank0.txt", "rank1.txt"} and digests["rank0.txt"] == digests["rank1.txt"]
+
+
+def test_a_failure_under_nproc_is_one_line(tmp_path):
+    """Every rank fails the same way: one error line (rank 0's), no torchrun log or traceback."""
+    env = dict(os.environ, TEXTLAB_RUNS=str(tmp_path / "runs"))
+    proc = textlab(["train", "word2vec", "--data", "sample", "--nproc", "2", "--threads", "1"], env)
+    assert proc.returncode == 2
+    lines = [x for x in proc.stderr.splitlines() if not x.startswith("launching: ")]
+    assert len(lines) == 1 and "not under torchrun" in lines[0] and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "runs").glob("word2vec/*"))

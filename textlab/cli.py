@@ -244,7 +244,7 @@ def _relaunch_under_torchrun(nproc: int) -> Any:
     import subprocess
 
     args = _strip_options(list(_ARGV), {"--nproc"})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+    cmd = [sys.executable, "-m", "textlab.launch", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "textlab", *args]
     status("launching: torchrun --standalone --nproc_per_node " + str(nproc) + " -m textlab " + " ".join(args))
     env = dict(os.environ)
@@ -691,9 +691,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every user error is one line on stderr."""
     debug = bool(os.environ.get("TEXTLAB_DEBUG"))
     _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
+    clean = False
     try:
         command = build_app()
         rv = command.main(args=argv, prog_name="textlab", standalone_mode=False)
+        clean = True
         return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except Interrupted as exc:
         error_line(f"interrupted; last.pt is saved. Resume with: textlab train --resume {exc.run_dir}")
@@ -730,8 +732,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         from . import distributed
 
-        distributed.shutdown()
+        distributed.shutdown(clean)
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    from . import distributed
+
+    if distributed.world_size() > 1:
+        # Under torchrun, skip the interpreter's teardown: destructors of gloo's threads running at
+        # exit occasionally abort the process ("terminate called without an active exception").
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -40,8 +40,8 @@ def json_mode() -> bool:
 
 
 def show(*renderables: Any) -> None:
-    """Print a result (table, text) to stdout, unless the command runs with --json."""
-    if not _state["json"]:
+    """Print a result (table, text) to stdout, unless the command runs with --json (rank 0 only)."""
+    if not _state["json"] and _is_main():
         out.print(*renderables)
 
 
@@ -57,6 +57,9 @@ def warn(message: str) -> None:
 
 
 def error_line(message: str) -> None:
+    """The one red line of a failed command (rank 0 only: under torchrun every rank would repeat it)."""
+    if not _is_main() and not os.environ.get("TEXTLAB_DEBUG"):
+        return
     err.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True, soft_wrap=True)
 
 

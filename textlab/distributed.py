@@ -52,10 +52,17 @@ def init(device: Any) -> None:
     dist.init_process_group(backend=backend)
 
 
-def shutdown() -> None:
+def shutdown(clean: bool = True) -> None:
+    """End the process group. After a clean run every rank first waits for the others: a rank that
+    tore down its gloo pairs while another still used them could abort the process at exit."""
     if active():
         import torch.distributed as dist
 
+        if clean:
+            try:
+                dist.barrier()
+            except Exception:  # noqa: BLE001 - another rank is gone; nothing left to wait for
+                pass
         dist.destroy_process_group()
 
 

@@ -143,6 +143,10 @@ def train(
     from .model import SGNSConfig
     from .train import Trainer, TrainOptions, options_dict, save_final
 
+    if textlab.distributed.world_size() > 1:
+        # Hogwild SGD shares one weight matrix between threads; DDP would train a full copy per process
+        raise UsageError("word2vec trains in one process with several threads (--threads N), not under "
+                         "torchrun/--nproc")
     if out is not None and Path(out).is_dir():
         raise UsageError(f"--out {out} is a folder; give a file name such as word2vec.pt")
     if min_lr > lr:
