@@ -103,11 +103,11 @@ def job_script(*, run_dir: Path, args: list[str], home: Path | None, runs: Path,
     lines.append(f"cd {shlex.quote(os.getcwd())}")
     py = shlex.quote(python)
     if nproc > 1 and nodes > 1:
-        launch = (f'srun --kill-on-bad-exit=1 {py} -m torch.distributed.run --nnodes "$SLURM_NNODES" '
+        launch = (f'srun --kill-on-bad-exit=1 {py} -m textlab.launch --nnodes "$SLURM_NNODES" '
                   f'--nproc_per_node {nproc} --rdzv-backend c10d '
                   f'--rdzv-endpoint "$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1):29500" -m textlab')
     elif nproc > 1:
-        launch = f"{py} -m torch.distributed.run --standalone --nproc_per_node {nproc} -m textlab"
+        launch = f"{py} -m textlab.launch --standalone --nproc_per_node {nproc} -m textlab"
     else:
         launch = f"{py} -m textlab"
     quoted = " ".join(shlex.quote(a) for a in args)
