@@ -172,6 +172,21 @@ def test_vocab_counts_the_train_part_and_is_cached_for_train(cli, tmp_path):
     assert ckpt["vocab"]["itos"] == voc["itos"]
 
 
+def test_caches_are_keyed_by_the_data_not_by_its_path(cli, tmp_path):
+    import shutil
+
+    first = sample_folder(tmp_path / "here" / "agnews")
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(first, moved)  # copy2 keeps modification times, as cp -a / rsync -a / tar do
+    assert D.source_key(D.resolve(str(first))) == D.source_key(D.resolve(str(moved)))
+    a = json.loads(cli("vocab", "agnews", "--data", first, "--min-count", "3", "--json").out)
+    b = json.loads(cli("vocab", "agnews", "--data", moved, "--min-count", "3", "--json").out)
+    assert a["cached"] is False and b["cached"] is True and a["path"] == b["path"]
+    os.utime(moved / "train.parquet", ns=(1, 1))  # an edited file is other data: its own cache
+    assert D.source_key(D.resolve(str(first))) != D.source_key(D.resolve(str(moved)))
+    assert D.source_key(D.resolve("sample")) != D.source_key(D.resolve(str(first)))
+
+
 # ============================================================================ train, eval, analyze
 def test_train_lstm_logs_half_epoch_curves_and_eval_reports(cli, tmp_path):
     res = cli("train", "agnews", *TINY, "--rnn", "lstm")

@@ -80,6 +80,18 @@ def resolve(data: str) -> textlab.Source:
     return textlab.resolve("agnews", data)
 
 
+def source_key(source: textlab.Source) -> str:
+    """A cache key of the source that does not depend on where local files lie.
+
+    Registered and hub datasets are keyed by name; local files by what `textlab.fingerprint`
+    reads of them (names, sizes, modification times), not by the `--data` string a user typed,
+    so the same data reached by another path, or copied to another machine, reuses its cache.
+    """
+    if source.kind == "local":
+        return textlab.fingerprint("local", Path(source.path))
+    return textlab.fingerprint(source.kind, source.ref, source.config)
+
+
 def load_rows(source: textlab.Source, split: str) -> dict:
     """The rows of one split (`train` or `test`) as {"text": [str], "label": [int 0-3]}, checked."""
     if source.kind == "registered":
@@ -299,7 +311,7 @@ def prepare(source: textlab.Source, split: str, *, quiet: bool = False) -> Prepa
     """Load, clean and tokenize a split once; later calls read the cache under TEXTLAB_HOME."""
     import torch
 
-    key = textlab.fingerprint(source.fingerprint(), split, CLEANING, SAMPLE_VERSION)
+    key = textlab.fingerprint(source_key(source), split, CLEANING, SAMPLE_VERSION)
     path = textlab.cache_dir("agnews", "prepared", key) / f"{split}.pt"
     if path.exists():
         try:
@@ -349,7 +361,7 @@ def split_valid(labels: Any, fraction: float, seed: int = SPLIT_SEED) -> tuple[A
 
 # ============================================================================ vocabulary
 def vocab_key(source: textlab.Source, min_count: int, valid_fraction: float, split_seed: int) -> str:
-    return textlab.fingerprint(source.fingerprint(), CLEANING, SAMPLE_VERSION, min_count, valid_fraction, split_seed)
+    return textlab.fingerprint(source_key(source), CLEANING, SAMPLE_VERSION, min_count, valid_fraction, split_seed)
 
 
 def build_vocab(prep: Prepared, rows: Any, min_count: int) -> textlab.Vocab:

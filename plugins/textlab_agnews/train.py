@@ -20,7 +20,7 @@ import textlab
 from . import data as D
 
 # Training settings per model, used for every option left unset on the command line. A model a
-# third party registers gets the `rnn` settings. How these were chosen: README, "Defaults".
+# third party registers gets the `rnn` settings. What they give: README, "Results".
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "rnn": {"lr": 2e-3, "epochs": 6, "batch_size": 64, "max_len": 64, "min_count": 2, "optimizer": "adam",
             "warmup": 0.02},
