@@ -133,6 +133,31 @@ def test_explicit_out_folders(cli, tmp_path):
     assert summary["pairs"] == info["pairs"]  # one epoch over the shards: every pair once
 
 
+def test_moved_cache_and_out_folders_still_chain(cli, tmp_path, monkeypatch):
+    """Steps find their parents by fingerprint, not by the absolute folder they recorded
+    (`textlab bundle` copies TEXTLAB_HOME to another machine)."""
+    import shutil
+
+    home = Path(os.environ["TEXTLAB_HOME"])
+    assert cli("pairs", "word2vec", "--data", "sample", "--min-count", "3").code == 0  # builds prep and vocab too
+    moved = tmp_path / "moved-home"
+    shutil.move(str(home), str(moved))
+    monkeypatch.setenv("TEXTLAB_HOME", str(moved))
+    res = cli("train", "word2vec", "--data", "sample", "--min-count", "3", "--pairs", "shards", "--dim", "8",
+              "--threads", "1", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["result"]["summary"]["pairs"] > 0
+    assert not home.exists()  # nothing was rebuilt in the old place
+
+    work = tmp_path / "work"
+    assert cli("prep", "word2vec", "--data", "sample", "--out", work).code == 0
+    assert cli("vocab", "word2vec", "--data", work, "--out", work, "--min-count", "3").code == 0
+    assert cli("pairs", "word2vec", "--data", work, "--out", work).code == 0
+    shutil.move(str(work), str(tmp_path / "work2"))
+    res = cli("train", "word2vec", "--data", tmp_path / "work2", "--pairs", "shards", "--dim", "8", "--threads", "1")
+    assert res.code == 0, res.err
+
+
 # ============================================================================ kernels
 def test_pairs_stay_inside_windows_and_sentences():
     ids = np.arange(40, dtype=np.int32)  # id = position: distances can be checked

@@ -370,16 +370,26 @@ def resolve_prep(data: str | None, *, column: str | None = None, fold_yo: bool |
     return prep(data, **_opts("prep", given))[0]
 
 
-def _parent_prep(folder: Path) -> Step | None:
-    for kind in ("vocab", "pairs"):
-        step = _quiet_read(kind, folder)
-        if step and step.info.get("parent_dir"):
-            parent_dir = Path(step.info["parent_dir"])
-            if kind == "pairs":
-                vocab = _quiet_read("vocab", parent_dir)
-                parent_dir = Path(vocab.info["parent_dir"]) if vocab else parent_dir
-            return _quiet_read("prep", parent_dir)
+def parent_step(kind: str, step: Step) -> Step | None:
+    """The `kind` step that `step` was made from, found by its fingerprint: in the folder it
+    recorded, else in the cache of the current TEXTLAB_HOME (a cache copied to another place or
+    machine, as `textlab bundle` does), else beside it (steps written to one `--out` folder)."""
+    key = step.info.get("parent")
+    folders = [Path(step.info["parent_dir"])] if step.info.get("parent_dir") else []
+    folders += [textlab.textlab_home() / TASK / kind / str(key), step.dir]
+    for folder in folders:
+        found = _quiet_read(kind, folder) if folder.is_dir() else None
+        if found and found.fingerprint == key:
+            return found
     return None
+
+
+def _parent_prep(folder: Path) -> Step | None:
+    step = _quiet_read("vocab", folder)
+    if step is None:
+        pairs = _quiet_read("pairs", folder)
+        step = parent_step("vocab", pairs) if pairs else None
+    return parent_step("prep", step) if step else None
 
 
 # ============================================================================ vocab
@@ -513,7 +523,7 @@ def resolve_vocab(data: str | None, *, min_count: int | None = None, max_vocab: 
 
 def _pairs_vocab(folder: Path) -> Step | None:
     pairs = _quiet_read("pairs", folder)
-    return _quiet_read("vocab", Path(pairs.info["parent_dir"])) if pairs else None
+    return parent_step("vocab", pairs) if pairs else None
 
 
 def _vocab_files_ok(step: Step) -> bool:

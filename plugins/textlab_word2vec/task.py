@@ -158,7 +158,10 @@ def train(
         raise UsageError(f"the numba backend runs on the CPU, not {device}", hint="use --backend torch or --device cpu")
     if pairs == "shards":
         pair_step = D.resolve_pairs(data, window=window, sample=sample, min_count=min_count)
-        vocab_step = D.read_step("vocab", Path(pair_step.info["parent_dir"]))
+        vocab_step = D.parent_step("vocab", pair_step)
+        if vocab_step is None:
+            raise textlab.DataError(f"the vocabulary the pair shards in {pair_step.dir} were made from is gone",
+                                    hint="run 'textlab vocab word2vec' and 'textlab pairs word2vec' again")
         window, sample = pair_step.options["window"], pair_step.options["sample"]
     else:
         pair_step = None
@@ -313,6 +316,9 @@ def export(
 # ============================================================================ helpers
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
     from rich.table import Table
+
+    if not textlab.distributed.is_main():  # under torchrun, one table (rank 0's)
+        return
 
     t = Table(title=title, show_header=False)
     t.add_column(style="bold")

@@ -9,6 +9,10 @@ so with one thread a resumed run ends with the same vectors as an uninterrupted 
 Checkpoints (`last.pt`) are written between units, after the units in flight are done: every
 `--save-every` seconds, at a time budget, on Ctrl-C and at the end. The end also writes
 `best.pt` (the final vectors: word2vec has no validation metric to pick another).
+
+Under `torchrun --nproc_per_node N` every rank trains the same units with the same draws (the
+Hogwild threads are the way to use several cores; processes would have to exchange whole
+matrices): with `--threads 1` all ranks end with identical vectors, rank 0 writes the run.
 """
 
 from __future__ import annotations
@@ -233,6 +237,7 @@ class Trainer:
         """Train until the epochs are done, the time budget is spent or Ctrl-C. Returns a summary."""
         o, run, st = self.opts, self.run, self.state
         workers = 1 if o.backend == "torch" else max(1, o.workers)
+        replicated = textlab.distributed.world_size() > 1
         compile_s = self.warm_up()
         self.rss_before = _peak_rss_mb()
         epoch, first = st["epoch"], st["unit"]
@@ -297,7 +302,9 @@ class Trainer:
                     window_kept = window_pairs = window_loss_n = 0
                     window_loss = 0.0
                 if not stopping:
-                    if run.should_stop():
+                    # under torchrun every rank trains the same units (see the module docstring):
+                    # no collective call here, the ranks pass this point a different number of times
+                    if run.stop_requested is not None if replicated else run.should_stop():
                         stopping = "interrupted"
                     elif o.time_budget and seconds_before + now - t_start >= o.time_budget:
                         stopping = "time_budget"
