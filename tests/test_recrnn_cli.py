@@ -112,7 +112,9 @@ def test_kl_exit_thresholds_bound_the_exit_step(cli, folder):
 
 def test_full_mode_baseline_fixed_recurrence_and_aux(cli, folder):
     for i, extra in enumerate((["--mode", "full"], ["--model", "baseline"], ["--fixed-recurrence", "3"],
-                               ["--aux", "statements"], ["--no-curriculum", "--injection", "add", "--norm", "prenorm"])):
+                               ["--aux", "statements"],
+                               ["--no-curriculum", "--injection", "concat", "--coda-norm", "--token-mix", "0", "--norm",
+                                "prenorm"])):
         res = cli("train", "recrnn", "--data", folder, "--steps", "10", *FAST, *extra, "--name", f"n{i}", "--json")
         assert res.code == 0, (extra, res.err)
     # in the order they were made (runs made within one second would sort by label)
@@ -130,6 +132,10 @@ def test_full_mode_baseline_fixed_recurrence_and_aux(cli, folder):
     res = cli("eval", runs[1], "--steps", "1,8", "--json")
     acc = json.loads(res.out)["accuracy"]
     assert acc["1"] == acc["8"]  # the baseline does not loop
+    # the CPU defaults (add injection, token mix 3, no norm before the coda) and Huginn's, reachable by options
+    configs = [torch.load(r / "checkpoints" / "best.pt", weights_only=True)["config"] for r in (runs[0], runs[4])]
+    assert [(c["injection"], c["token_mix"], c["coda_norm"], c["norm"]) for c in configs] == [
+        ("add", 3, False, "sandwich"), ("concat", 0, True, "prenorm")]
 
 
 def test_depth_sequence_is_reproducible(cli, folder):

@@ -206,3 +206,22 @@ def test_token_mix_adds_rotated_neighbours():
     for j in (0, 1):  # each past tap is a rotation: the neighbour can be read back exactly
         assert torch.allclose(w[:, :, j] @ w[:, :, j].t(), torch.eye(16), atol=1e-5)
     assert not w[:, :, 2].any()
+
+
+def test_coda_norm_is_the_final_norm_applied_before_the_coda():
+    """coda_norm=True (Huginn, and what a config without the field gets) normalises the state before the
+    coda; False feeds the state to the coda as it is. Same weights, different logits."""
+    assert RecrnnConfig().coda_norm is True  # checkpoints written before the option load as they were
+    torch.manual_seed(0)
+    huginn = build_recurrent(tiny(coda_norm=True)).eval()
+    plain = build_recurrent(tiny(coda_norm=False)).eval()
+    plain.load_state_dict(huginn.state_dict())
+    with torch.no_grad():
+        huginn.ln_f.weight.fill_(2.0)
+        plain.ln_f.weight.fill_(2.0)
+        s = torch.randn(2, 7, 16) * 3
+        rope = huginn.rope(7, "cpu")
+        expected = huginn.head(huginn.coda[0](huginn.ln_f(s), rope), None)
+        assert torch.allclose(huginn.decode(s, rope), expected, atol=1e-5)
+        assert torch.allclose(plain.decode(s, rope), plain.head(plain.coda[0](s, rope), None), atol=1e-5)
+        assert not torch.allclose(huginn.decode(s, rope), plain.decode(s, rope), atol=1e-3)

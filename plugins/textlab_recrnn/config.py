@@ -23,6 +23,7 @@ class RecrnnConfig:
     norm: str = "sandwich"  # "sandwich" or "prenorm"
     state_scale: float = 1.0  # scales the random initial state (0 = zero state)
     rope_base: float = 50_000.0
+    coda_norm: bool = True  # Huginn: the final norm is also applied before the coda (False: only after it)
     token_mix: int = 0  # >0: causal depthwise convolution of this width over the embeddings (not in Huginn)
     pad_id: int = 57
 

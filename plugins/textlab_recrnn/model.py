@@ -218,7 +218,7 @@ class RecurrentDepth(_Base):
         return x
 
     def decode(self, s: torch.Tensor, rope: tuple, positions: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.ln_f(s)
+        x = self.ln_f(s) if self.config.coda_norm else s
         for block in self.coda:
             x = block(x, rope)
         return self.head(x, positions)

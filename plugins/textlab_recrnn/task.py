@@ -151,14 +151,18 @@ def train(
     dim: Annotated[Optional[int], Option(min=8, help="Width h (default: preset).")] = None,
     heads: Annotated[Optional[int], Option(min=1, help="Attention heads (default: preset).")] = None,
     core: Annotated[Optional[int], Option(min=1, help="Blocks in the looped core (default: preset).")] = None,
-    injection: Annotated[Literal["concat", "add"], Option(help="How the input re-enters each step.")] = "concat",
+    injection: Annotated[Literal["concat", "add"], Option(help="How the input re-enters each step: add (s + e, the "
+                                                                      "default: it learns on a CPU) or concat (Huginn's "
+                                                                      "linear adapter on concat(s, e)).")] = "add",
     norm: Annotated[Literal["sandwich", "prenorm"], Option(help="Block normalisation.")] = "sandwich",
+    coda_norm: Annotated[bool, Option(help="Apply the final RMSNorm before the coda too, as Huginn does (with it the "
+                                           "cpu runs did not learn even 0-hop lookups; see the README).")] = False,
     state_scale: Annotated[float, Option(min=0.0, help="Scale of the random initial state (0: zero state).")] = 1.0,
     token_mix: Annotated[int, Option(min=0, max=8, help="Causal convolution of this width over the embeddings "
                                                        "(0 = off, as in Huginn). Not in Huginn: it lets each position "
                                                        "see its neighbours, which makes in-context lookups learnable "
-                                                       "in a CPU budget (see the README).")] = 0,
-    lr: Annotated[float, Option(min=0.0, help="Peak learning rate (AdamW, betas 0.9/0.95).")] = 1e-3,
+                                                       "in a CPU budget (see the README).")] = 3,
+    lr: Annotated[float, Option(min=0.0, help="Peak learning rate (AdamW, betas 0.9/0.95).")] = 3e-3,
     batch_size: Annotated[int, Option(min=1, help="Sequences per optimizer step.")] = 64,
     steps: Annotated[int, Option(min=1, help="Optimizer steps.")] = 3000,
     time_budget: Annotated[Optional[float], Option(min=1.0, help="Stop after this many seconds of training.")] = None,
@@ -190,7 +194,7 @@ def train(
         if value is not None:
             sizes[key] = value
     config = textlab.make_config(RecrnnConfig, {**sizes, "injection": injection, "norm": norm, "state_scale": state_scale,
-                                                "token_mix": token_mix,
+                                                "coda_norm": coda_norm, "token_mix": token_mix,
                                                 "vocab_size": len(ds.vocab), "pad_id": ds.pad_id})
     if start_difficulty and ds.train_max_difficulty() is not None and start_difficulty > ds.train_max_difficulty():
         raise textlab.UsageError(f"--start-difficulty {start_difficulty} is above the largest training difficulty "
