@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -279,11 +279,10 @@ def load_ag_news(split: str) -> dict:
 
 # ============================================================================ prepared (tokenized) data
 @dataclass
-class Prepared:
-    """One split tokenized: `words` (distinct tokens, first-seen order), `ids` (flat indices into
-    `words`, every row concatenated), `offsets` (row i is ids[offsets[i]:offsets[i+1]]), labels."""
+class Rows:
+    """Labelled rows of tokens, flat: `ids` (every row concatenated), `offsets` (N+1; row i is
+    ids[offsets[i]:offsets[i+1]]), `labels`."""
 
-    words: list[str]
     ids: Any
     offsets: Any
     labels: Any
@@ -294,6 +293,13 @@ class Prepared:
     @property
     def lengths(self) -> Any:
         return self.offsets[1:] - self.offsets[:-1]
+
+
+@dataclass
+class Prepared(Rows):
+    """One split tokenized: `ids` index `words` (distinct tokens, first-seen order)."""
+
+    words: list[str] = field(default_factory=list)
 
     def counts(self, rows: Any = None) -> Any:
         """Token counts over `rows` (all rows when None), indexed like `words`."""
@@ -316,7 +322,7 @@ def prepare(source: textlab.Source, split: str, *, quiet: bool = False) -> Prepa
     if path.exists():
         try:
             d = torch.load(path, map_location="cpu", weights_only=True)
-            return Prepared(d["words"], d["ids"], d["offsets"], d["labels"])
+            return Prepared(d["ids"], d["offsets"], d["labels"], words=d["words"])
         except Exception:  # noqa: BLE001 - a torn cache file: rebuild it
             path.unlink(missing_ok=True)
     rows = load_rows(source, split)
@@ -332,8 +338,8 @@ def prepare(source: textlab.Source, split: str, *, quiet: bool = False) -> Prepa
             if i % 2048 == 2047:
                 bar.advance(2048)
         bar.advance(len(rows["text"]) % 2048)
-    prep = Prepared(list(index), torch.tensor(ids, dtype=torch.int32), torch.tensor(offsets, dtype=torch.int64),
-                    torch.tensor(rows["label"], dtype=torch.int64))
+    prep = Prepared(torch.tensor(ids, dtype=torch.int32), torch.tensor(offsets, dtype=torch.int64),
+                    torch.tensor(rows["label"], dtype=torch.int64), words=list(index))
     with textlab.atomic_write(path, "wb") as fh:
         torch.save({"words": prep.words, "ids": prep.ids, "offsets": prep.offsets, "labels": prep.labels}, fh)
     return prep
@@ -392,19 +398,8 @@ def get_vocab(source: textlab.Source, prep: Prepared, rows: Any, *, min_count: i
 
 # ============================================================================ encoded data and batches
 @dataclass
-class Encoded:
-    """A split as vocabulary ids: flat `ids`, `offsets` (N+1), `labels`."""
-
-    ids: Any
-    offsets: Any
-    labels: Any
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def lengths(self) -> Any:
-        return self.offsets[1:] - self.offsets[:-1]
+class Encoded(Rows):
+    """A split as vocabulary ids (`ids` index the vocabulary)."""
 
     def batch(self, rows: Any, max_len: int) -> tuple[Any, Any]:
         """Rows -> (tokens [B, T] right-padded with PAD, lengths [B]); the first `max_len` tokens of each."""
