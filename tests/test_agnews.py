@@ -297,6 +297,29 @@ def test_init_embeddings_from_word2vec_text(cli, tmp_path):
     assert len(runs_of(tmp_path / "runs")) == 1  # the failed runs left nothing behind
 
 
+def test_prep_text_out_feeds_word2vec_whose_vectors_start_train(cli, tmp_path):
+    text = tmp_path / "agnews-train.txt"
+    res = cli("prep", "agnews", "--data", "sample", "--text-out", text, "--json")
+    assert res.code == 0, res.err
+    rows = D.make_sample("train")
+    train_idx, valid_idx = D.split_valid(torch.tensor(rows["label"]), 0.05)
+    lines = text.read_text(encoding="utf-8").splitlines()
+    assert json.loads(res.out)["text_out"]["rows"] == len(lines) == len(train_idx)  # the valid part is left out
+    assert lines == [" ".join(D.tokenize(rows["text"][i]) or ["<unk>"]) for i in sorted(train_idx.tolist())]
+    assert cli("prep", "agnews", "--data", "sample", "--text-out", tmp_path).code == 2  # a folder: one line
+    # the pipeline the benchmark's "in-domain vectors" row runs: agnews text -> word2vec -> agnews
+    res = cli("train", "word2vec", "--data", text, "--dim", "8", "--epochs", "1", "--min-count", "2", "--threads", "1",
+              "--out", tmp_path / "w2v.pt")
+    assert res.code == 0, res.err
+    res = cli("export", tmp_path / "w2v.pt", "--format", "word2vec-text", "--output", tmp_path / "w2v.txt")
+    assert res.code == 0, res.err
+    res = cli("train", "agnews", "--data", "sample", "--threads", "1", "--hidden-dim", "8", "--epochs", "1",
+              "--init-embeddings", tmp_path / "w2v.txt", "--name", "w2v")
+    assert res.code == 0, res.err
+    (run,) = [r for r in runs_of(tmp_path / "runs") if r.name.endswith("-w2v")]
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]["emb_dim"] == 8
+
+
 # ============================================================================ a model from another plugin
 def test_a_third_party_model_is_selectable(cli, tmp_path, monkeypatch):
     from textlab import plugins

@@ -345,6 +345,18 @@ def prepare(source: textlab.Source, split: str, *, quiet: bool = False) -> Prepa
     return prep
 
 
+def write_text(prep: Prepared, rows: Any, path: Path) -> dict:
+    """Write the tokens of `rows` (in row order), space-separated, one row per line."""
+    ids, offsets, words = prep.ids.tolist(), prep.offsets.tolist(), prep.words
+    tokens = 0
+    with textlab.atomic_write(path, "w", encoding="utf-8") as fh:
+        for i in sorted(int(r) for r in rows):
+            row = ids[offsets[i]:offsets[i + 1]]
+            tokens += len(row)
+            fh.write(" ".join(words[j] for j in row) + "\n")
+    return {"rows": len(rows), "tokens": tokens}
+
+
 def split_valid(labels: Any, fraction: float, seed: int = SPLIT_SEED) -> tuple[Any, Any]:
     """Stratified, seeded train/valid split: `fraction` of each class goes to valid."""
     import torch

@@ -144,11 +144,20 @@ def vocab(
             "top": voc.itos[len(D.SPECIALS):len(D.SPECIALS) + show_top]}
 
 
-def prep(*, data: Annotated[str, Option(help=DATA_HELP)] = "ag_news") -> dict:
+def prep(
+    *,
+    data: Annotated[str, Option(help=DATA_HELP)] = "ag_news",
+    text_out: Annotated[Optional[Path], Option(help="Also write the train part's cleaned tokens, one row per line "
+                                                    "(valid rows left out), e.g. for `textlab train word2vec`.")] = None,
+    valid_fraction: Annotated[float, Option(min=0.0, max=1.0, help="Held-out share of train left out of --text-out, "
+                                                                   "as in train.")] = 0.05,
+) -> dict:
     """Clean and tokenize the train and test splits once and cache them (train and eval reuse them)."""
     from rich.table import Table
 
     source = D.resolve(data)
+    if text_out is not None and Path(text_out).is_dir():
+        raise textlab.UsageError(f"--text-out {text_out} is a folder; give a file name, e.g. agnews-train.txt")
     t = Table(title=f"agnews data prepared from {source.describe()}")
     for col in ("split", "rows", "tokens", "distinct words"):
         t.add_column(col, justify="left" if col == "split" else "right")
@@ -157,7 +166,13 @@ def prep(*, data: Annotated[str, Option(help=DATA_HELP)] = "ag_news") -> dict:
         p = D.prepare(source, split)
         out[split] = {"rows": len(p), "tokens": int(p.lengths.sum()), "distinct": len(p.words)}
         t.add_row(split, f"{len(p):,}", f"{out[split]['tokens']:,}", f"{len(p.words):,}")
+        if split == "train" and text_out is not None:
+            train_idx, _ = D.split_valid(p.labels, valid_fraction)
+            out["text_out"] = {"path": str(text_out), **D.write_text(p, train_idx, Path(text_out))}
     textlab.show(t)
+    if text_out is not None:
+        textlab.status(f"wrote {out['text_out']['rows']:,} train rows ({out['text_out']['tokens']:,} tokens, valid part "
+                       f"left out) to {text_out}")
     return out
 
 
