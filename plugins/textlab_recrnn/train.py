@@ -38,7 +38,7 @@ class TrainSettings:
     log_every: int = 20
     valid_max: int = 1000
     curriculum: bool = True
-    promote_at: float = 0.9
+    promote_at: float = 0.8
     start_difficulty: int = 0
     fixed_recurrence: int | None = None
     aux: str = "none"  # "statements": per-statement value targets (single mode, chain data)
