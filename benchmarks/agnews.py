@@ -1,6 +1,6 @@
 """AG News benchmark: the notebook's baseline, textlab's default (also with the n-gram branch), bow, TF-IDF + LR.
 
-    python benchmarks/agnews.py                  # real data (../shared/data/agnews), 2 threads, ~35 min
+    python benchmarks/agnews.py                  # real data (../shared/data/agnews), 2 threads, ~25 min on a quiet machine
     python benchmarks/agnews.py --quick          # the generated sample: checks the script in ~2 minutes
 
 Every row runs in a child process on the same train rows (the train split minus the seeded,

@@ -2,7 +2,7 @@
 then the steps x difficulty table of the better model, then both modes timed on Grokked-style
 composition data (vocabulary ~2,200).
 
-    flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/recrnn.py            # full (about 1.5 h; the README run used --budget 420, 27 min)
+    flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/recrnn.py            # full (about 1.5 h; the README run used --budget 1200, 64 min)
     flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/recrnn.py --quick    # minutes: checks it works
 
 Each training run is its own process (`python -m textlab train recrnn ...`), so its peak memory
