@@ -306,7 +306,9 @@ def test_prep_text_out_feeds_word2vec_whose_vectors_start_train(cli, tmp_path):
     lines = text.read_text(encoding="utf-8").splitlines()
     assert json.loads(res.out)["text_out"]["rows"] == len(lines) == len(train_idx)  # the valid part is left out
     assert lines == [" ".join(D.tokenize(rows["text"][i]) or ["<unk>"]) for i in sorted(train_idx.tolist())]
-    assert cli("prep", "agnews", "--data", "sample", "--text-out", tmp_path).code == 2  # a folder: one line
+    for bad in (tmp_path, text / "under-a-file.txt"):  # a folder; a path that cannot be written
+        res = cli("prep", "agnews", "--data", "sample", "--text-out", bad)
+        assert res.code == 2 and len(res.err_lines) == 1 and "--text-out" in res.err, res.err
     # the pipeline the benchmark's "in-domain vectors" row runs: agnews text -> word2vec -> agnews
     res = cli("train", "word2vec", "--data", text, "--dim", "8", "--epochs", "1", "--min-count", "2", "--threads", "1",
               "--out", tmp_path / "w2v.pt")

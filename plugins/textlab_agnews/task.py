@@ -156,7 +156,7 @@ def prep(
     from rich.table import Table
 
     source = D.resolve(data)
-    if text_out is not None and Path(text_out).is_dir():
+    if text_out is not None and text_out.is_dir():
         raise textlab.UsageError(f"--text-out {text_out} is a folder; give a file name, e.g. agnews-train.txt")
     t = Table(title=f"agnews data prepared from {source.describe()}")
     for col in ("split", "rows", "tokens", "distinct words"):
@@ -168,7 +168,10 @@ def prep(
         t.add_row(split, f"{len(p):,}", f"{out[split]['tokens']:,}", f"{len(p.words):,}")
         if split == "train" and text_out is not None:
             train_idx, _ = D.split_valid(p.labels, valid_fraction)
-            out["text_out"] = {"path": str(text_out), **D.write_text(p, train_idx, Path(text_out))}
+            try:
+                out["text_out"] = {"path": str(text_out), **D.write_text(p, train_idx, text_out)}
+            except OSError as e:
+                raise textlab.UsageError(f"--text-out {text_out}: cannot write it ({e.strerror or e})") from None
     textlab.show(t)
     if text_out is not None:
         textlab.status(f"wrote {out['text_out']['rows']:,} train rows ({out['text_out']['tokens']:,} tokens, valid part "

@@ -171,7 +171,8 @@ def train(
     valid_max: Annotated[int, Option(min=1, help="Validation records used (the same number per difficulty).")] = 1000,
     curriculum: Annotated[bool, Option(help="Start at --start-difficulty hops; add the next once validation "
                                             "accuracy at the current one reaches --promote-at.")] = True,
-    promote_at: Annotated[float, Option(min=0.0, max=1.0, help="Curriculum threshold: move to the next difficulty when valid accuracy at the current one reaches it.")] = 0.8,
+    promote_at: Annotated[float, Option(min=0.0, max=1.0, help="Curriculum threshold: move to the next "
+                                                               "difficulty when valid accuracy reaches it.")] = 0.8,
     start_difficulty: Annotated[int, Option(min=0, help="First curriculum level.")] = 0,
     aux: Annotated[Literal["none", "statements"], Option(help="statements: also predict each statement's value at "
                                                               "its left-hand variable and each used variable's value, "
