@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -118,3 +119,16 @@ def test_open_artifact_resolves_run_dirs(tmp_path):
     assert open_artifact(bare).output_dir("eval") == tmp_path / "model-eval"
     with pytest.raises(CheckpointError, match="not a run directory"):
         open_artifact(tmp_path / "runs")
+
+
+def test_run_create_at_a_given_path_even_under_a_fixed_run_dir(tmp_path, monkeypatch):
+    import textlab
+
+    # a step inside another run (an embedder's vectors): exactly there, whatever TEXTLAB_RUN_DIR says
+    monkeypatch.setenv("TEXTLAB_RUN_DIR", str(tmp_path / "outer"))
+    inner = tmp_path / "outer" / "embeddings" / "run"
+    run = textlab.Run.create("word2vec", "sgns-8d", {"dim": 8}, seed=3, path=inner)
+    assert run.dir == inner and (inner / "run.json").exists() and run.seed == 3
+    assert json.loads((inner / "config.json").read_text()) == {"dim": 8}
+    with pytest.raises(textlab.UsageError, match="not empty"):
+        textlab.Run.create("word2vec", "sgns-8d", {}, path=inner)

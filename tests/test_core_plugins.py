@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 
 from textlab import plugins
-from textlab.errors import PluginError
+from textlab.errors import PluginError, UsageError
 
 
 def write_module(tmp_path, name: str, body: str) -> None:
@@ -165,6 +165,32 @@ def test_conflict_on_the_cli_is_one_line(cli, toy, tmp_path, monkeypatch):
     assert "'toy'" in res.err and "'toyclone'" in res.err
 
 
+EMBEDDER_PLUGIN = """
+    import textlab
+
+    def vectors(text, out_dir, *, dim, seed=0, device="cpu"):
+        return {{"vectors": str(text)}}
+
+    @textlab.hookimpl
+    def textlab_embedders():
+        return [textlab.EmbedderSpec(name={name!r}, train=vectors)]
+"""
+
+
+def test_embedders_are_found_by_name_and_unique(mods):
+    a = mods("emb_a", EMBEDDER_PLUGIN.format(name="glove"))
+    reg = plugins.Registry().load(entry_points=[a])
+    assert reg.embedder("glove").train("t.txt", "out", dim=4) == {"vectors": "t.txt"}
+    assert reg._info("emb_a").registered == {"embedders": ["glove"]}
+    with pytest.raises(UsageError, match="unknown embedder 'glov'") as err:
+        reg.embedder("glov")
+    assert "did you mean 'glove'" in err.value.line()
+    b = mods("emb_b", EMBEDDER_PLUGIN.format(name="glove"))
+    with pytest.raises(PluginError) as err:
+        plugins.Registry().load(entry_points=[a, b])
+    assert "embedder 'glove'" in err.value.line() and "'emb_a'" in err.value.line() and "'emb_b'" in err.value.line()
+
+
 def test_every_hook_is_documented_and_exercised():
     """Meta-test (as simonw/llm does): each hookspec is in the README and in a test plugin."""
     from pathlib import Path
@@ -176,7 +202,7 @@ def test_every_hook_is_documented_and_exercised():
     toy = (repo / "tests" / "plugins" / "textlab_toy" / "textlab_toy" / "__init__.py").read_text()
     core = (repo / "textlab" / "builtins.py").read_text()
     hooks = [n for n in dir(hookspecs) if n.startswith("textlab_")]
-    assert len(hooks) == 5
+    assert len(hooks) == 6
     for hook in hooks:
         assert f"`{hook}`" in readme, hook
         assert f"def {hook}(" in toy + core, hook

@@ -45,3 +45,8 @@ def textlab_metrics():  # type: ignore[empty-body]
 @hookspec
 def textlab_loggers():  # type: ignore[empty-body]
     """Return a list of `LoggerSpec`: where metrics go besides metrics.jsonl."""
+
+
+@hookspec
+def textlab_embedders():  # type: ignore[empty-body]
+    """Return a list of `EmbedderSpec`: ways to learn word vectors from text (for other tasks)."""

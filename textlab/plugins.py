@@ -24,7 +24,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UsageError
-from .specs import CORE_VERBS, RECORD_TYPES, DatasetSpec, LoggerSpec, MetricSpec, ModelSpec, TaskSpec
+from .specs import CORE_VERBS, RECORD_TYPES, DatasetSpec, EmbedderSpec, LoggerSpec, MetricSpec, ModelSpec, TaskSpec
 
 ENTRY_POINT_GROUP = "textlab.plugins"
 CORE_NAME = "textlab"
@@ -70,7 +70,7 @@ def verb_kind(func: Any) -> str:
 
 
 _KIND_LABEL = {"textlab_tasks": "tasks", "textlab_models": "models", "textlab_datasets": "datasets",
-               "textlab_metrics": "metrics", "textlab_loggers": "loggers"}
+               "textlab_metrics": "metrics", "textlab_loggers": "loggers", "textlab_embedders": "embedders"}
 
 
 class Registry:
@@ -85,6 +85,7 @@ class Registry:
         self.datasets: dict[tuple[str, str], DatasetSpec] = {}
         self.metrics: dict[tuple[str, str], MetricSpec] = {}
         self.loggers: dict[str, LoggerSpec] = {}
+        self.embedders: dict[str, EmbedderSpec] = {}
         self.owner: dict[tuple[str, Any], str] = {}
 
     # ------------------------------------------------------------------ loading
@@ -163,6 +164,8 @@ class Registry:
             table, key, label = self.datasets, (rec.task, rec.name), f"dataset {rec.name!r} of task {rec.task!r}"
         elif isinstance(rec, MetricSpec):
             table, key, label = self.metrics, (rec.task or "", rec.name), f"metric {rec.name!r}"
+        elif isinstance(rec, EmbedderSpec):
+            table, key, label = self.embedders, rec.name, f"embedder {rec.name!r}"
         else:
             table, key, label = self.loggers, rec.name, f"logger {rec.name!r}"
         kind = type(rec).__name__
@@ -227,6 +230,14 @@ class Registry:
         spec = self.loggers.get(name)
         if spec is None:
             raise UsageError(f"unknown logger {name!r}", hint=_suggest(name, self.loggers) or _listing("loggers", self.loggers))
+        return spec
+
+
+    def embedder(self, name: str) -> EmbedderSpec:
+        spec = self.embedders.get(name)
+        if spec is None:
+            raise UsageError(f"unknown embedder {name!r}",
+                             hint=_suggest(name, self.embedders) or _listing("embedders", self.embedders))
         return spec
 
 

@@ -68,12 +68,23 @@ class Run:
     # ------------------------------------------------------------------ creation
     @classmethod
     def create(cls, task: str, label: str, config: dict, *, runs_dir: str | None = None, name: str | None = None,
-               seed: int = 0, device: str = "cpu", loggers: list[str] | None = None) -> "Run":
-        """Make a new run directory (rank 0) and share its path with the other ranks."""
-        path = None
+               seed: int = 0, device: str = "cpu", loggers: list[str] | None = None,
+               path: str | os.PathLike | None = None) -> "Run":
+        """Make a new run directory (rank 0) and share its path with the other ranks.
+
+        `path`: make the run exactly there (a new or empty folder), for example a step inside
+        another run (the vectors an embedder trains for a task's run).
+        """
         prior: dict = {}
         fixed = os.environ.get("TEXTLAB_RUN_DIR")  # set by `textlab submit` job scripts
-        if fixed and distributed.is_main():
+        given = path is not None
+        if given:  # known to every rank that calls this: no collective call below (an embedder runs on rank 0 alone)
+            path = Path(path)
+            if distributed.is_main():
+                if path.exists() and any(path.iterdir()):
+                    raise UsageError(f"{path} is not empty: a new run needs a folder of its own")
+                path.mkdir(parents=True, exist_ok=True)
+        elif fixed and distributed.is_main():
             path, prior = _claim_fixed_dir(Path(fixed))
         elif distributed.is_main():
             base = runs_root(runs_dir) / task
@@ -88,7 +99,8 @@ class Run:
                     continue
                 path = cand
                 break
-        path = Path(distributed.broadcast_object(str(path)))
+        if not given:
+            path = Path(distributed.broadcast_object(str(path)))
         info = {
             "task": task,
             "model": label,

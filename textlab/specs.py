@@ -106,12 +106,29 @@ class LoggerSpec:
     help: str = ""
 
 
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """A way to learn word vectors from plain text, for other tasks to start their embeddings from.
+
+    `train(text, out_dir, *, dim, seed, device) -> dict` reads `text` (one line per document,
+    tokens separated by spaces), may write anything under `out_dir` (a folder it owns, inside the
+    calling run), and returns at least `{"vectors": path}`: a word2vec text file of `dim`-sized
+    vectors. Tasks find embedders by name (`textlab.registry().embedder(name)`), so a task can use
+    another plugin's vectors without importing it.
+    """
+
+    name: str
+    train: Callable[..., dict] = field(hash=False)
+    help: str = ""
+
+
 RECORD_TYPES = {
     "textlab_tasks": TaskSpec,
     "textlab_models": ModelSpec,
     "textlab_datasets": DatasetSpec,
     "textlab_metrics": MetricSpec,
     "textlab_loggers": LoggerSpec,
+    "textlab_embedders": EmbedderSpec,
 }
 
 

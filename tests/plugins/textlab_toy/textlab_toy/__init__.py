@@ -1,4 +1,4 @@
-"""A minimal third-party textlab plugin: task `toy`, one model, one dataset, one metric.
+"""A minimal third-party textlab plugin: task `toy`, one model, one dataset, one metric, one embedder.
 
 The task: is the sum of a sequence of small integers positive? A linear model over token
 embeddings learns it in a few dozen steps on a CPU.
@@ -137,3 +137,25 @@ def textlab_datasets():
 @textlab.hookimpl
 def textlab_metrics():
     return [textlab.MetricSpec(name="toy_margin", higher_is_better=True, help="an example metric", task="toy")]
+
+
+def hashed_vectors(text, out_dir, *, dim: int, seed: int = 0, device: str = "cpu") -> dict:
+    """A toy embedder: each word of `text` gets a vector drawn from a generator seeded by the word."""
+    import hashlib
+    import random
+    from pathlib import Path
+
+    words = sorted({w for line in Path(text).read_text(encoding="utf-8").splitlines() for w in line.split()})
+    out = Path(out_dir) / "vectors.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(f"{len(words)} {dim}\n")
+        for w in words:
+            rng = random.Random(int(hashlib.md5(f"{seed}:{w}".encode()).hexdigest(), 16))
+            fh.write(w + " " + " ".join(f"{rng.uniform(-1, 1):.4f}" for _ in range(dim)) + "\n")
+    return {"vectors": str(out), "words": len(words)}
+
+
+@textlab.hookimpl
+def textlab_embedders():
+    return [textlab.EmbedderSpec(name="toyhash", train=hashed_vectors, help="seeded random vectors per word (a test)")]
