@@ -45,7 +45,8 @@ def test_plugins_lists_version_and_registrations(cli, toy):
     assert info["toy"]["distribution"] == "textlab-toy"
     assert info["toy"]["status"] == "ok"
     assert info["toy"]["registers"] == {"tasks": ["toy"], "models": ["toy/linear"], "datasets": ["toy/sample"],
-                                        "metrics": ["toy/toy_margin"]}
+                                        "metrics": ["toy/toy_margin"], "embedders": ["toyhash"]}
+    assert info["word2vec"]["registers"]["embedders"] == ["word2vec"]
     assert "csv" in info["textlab"]["registers"]["loggers"]
     table = cli("plugins").out
     assert "toy" in table and "0.3.1" in table

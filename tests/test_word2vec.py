@@ -435,3 +435,33 @@ def test_truncated_ids_are_reported(cli, tmp_path):
         fh.truncate(ids.stat().st_size - 8)
     _one_line(cli("train", "word2vec"), 2, "wrong size", "--force")
     assert not (tmp_path / "runs" / "word2vec").exists()
+
+
+# ============================================================================ as an embedder for other tasks
+def test_embedder_learns_vectors_in_its_folder_and_leaves_the_users_steps_alone(cli, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # one Hogwild worker: reproducible
+    text = tmp_path / "task.txt"
+    text.write_text("".join(line + "\n" for line in D.sample_lines("train")), encoding="utf-8")
+    spec = textlab.registry().embedder("word2vec")
+    got = spec.train(text, tmp_path / "emb", dim=16, seed=5)
+    vectors = Path(got["vectors"])
+    lines = vectors.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == f"{got['words']} 16" and len(lines) == got["words"] + 1 and len(lines[1].split()) == 17
+    counts = {}
+    for line in text.read_text(encoding="utf-8").splitlines():
+        for w in D.clean(line).split():
+            counts[w] = counts.get(w, 0) + 1
+    assert got["words"] == sum(c >= 2 for c in counts.values())  # words seen twice or more
+    # the word2vec run inside the folder is a normal one: neighbours work on it, and it learned
+    res = cli("neighbors", got["run"], "москва", "-k", "5", "--json")
+    assert res.code == 0, res.err
+    found = [n["word"] for n in json.loads(res.out)["neighbors"]]
+    assert len(set(found) & {"петербург", "казань", "новгород", "самара", "тверь"}) >= 2, found
+    assert not (textlab.textlab_home() / "word2vec" / "latest.json").exists()  # the user's own steps are untouched
+    again = spec.train(text, tmp_path / "emb2", dim=16, seed=5)
+    assert Path(again["vectors"]).read_text(encoding="utf-8") == vectors.read_text(encoding="utf-8")
+    (tmp_path / "one.txt").write_text("each word once\n", encoding="utf-8")
+    with pytest.raises(textlab.DataError, match="twice|2 times"):
+        spec.train(tmp_path / "one.txt", tmp_path / "emb3", dim=8)

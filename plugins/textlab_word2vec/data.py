@@ -289,11 +289,12 @@ def _target(kind: str, key: str, out: str | os.PathLike | None) -> Path:
     return textlab.cache_dir(TASK, kind, key)
 
 
-def _finish(kind: str, folder: Path, info: dict) -> Step:
+def _finish(kind: str, folder: Path, info: dict, latest: bool = True) -> Step:
     info = {"step": kind, "version": VERSION, "created": time.time(), **info}
     textlab.write_json(folder / INFO[kind], info)
     step = Step(kind, folder, info)
-    remember(step)
+    if latest:
+        remember(step)
     return step
 
 
@@ -307,8 +308,10 @@ def _opts(kind: str, given: dict) -> dict:
 
 # ============================================================================ prep
 def prep(data: str, *, column: str = "text", fold_yo: bool = False, out: str | None = None,
-         force: bool = False) -> tuple[Step, bool]:
-    """Clean a source into corpus.txt. Returns (step, reused)."""
+         force: bool = False, latest: bool = True) -> tuple[Step, bool]:
+    """Clean a source into corpus.txt. Returns (step, reused).
+
+    `latest=False`: do not make it the corpus later steps use by default (work for another task)."""
     src, lines = source_lines(data, column)
     options = {"column": column, "fold_yo": fold_yo}
     parent = src.fingerprint()
@@ -316,7 +319,8 @@ def prep(data: str, *, column: str = "text", fold_yo: bool = False, out: str | N
     folder = _target("prep", key, out)
     existing = _quiet_read("prep", folder)
     if existing and existing.fingerprint == key and not force and (folder / "corpus.txt").exists():
-        remember(existing)
+        if latest:
+            remember(existing)
         return existing, True
     n_lines = n_tokens = n_raw = 0
     t0 = time.perf_counter()
@@ -338,7 +342,7 @@ def prep(data: str, *, column: str = "text", fold_yo: bool = False, out: str | N
         raise DataError(f"{src.describe()} holds no words after cleaning ({n_raw} lines read)")
     info = {"fingerprint": key, "parent": parent, "source": src.describe(), "options": options,
             "raw_lines": n_raw, "lines": n_lines, "tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 2)}
-    return _finish("prep", folder, info), False
+    return _finish("prep", folder, info, latest), False
 
 
 def resolve_prep(data: str | None, *, column: str | None = None, fold_yo: bool | None = None) -> Step:
@@ -394,7 +398,7 @@ def _parent_prep(folder: Path) -> Step | None:
 
 # ============================================================================ vocab
 def build_vocab(prepared: Step, *, min_count: int = 5, max_vocab: int | None = None, max_sentence: int = 10_000,
-                out: str | None = None, force: bool = False) -> tuple[Step, bool]:
+                out: str | None = None, force: bool = False, latest: bool = True) -> tuple[Step, bool]:
     """Count words, keep those seen `min_count` times, write the corpus as int32 ids."""
     import numpy as np
 
@@ -405,7 +409,8 @@ def build_vocab(prepared: Step, *, min_count: int = 5, max_vocab: int | None = N
     folder = _target("vocab", key, out)
     existing = _quiet_read("vocab", folder)
     if existing and existing.fingerprint == key and not force:
-        remember(existing)
+        if latest:
+            remember(existing)
         return existing, True
     corpus = prepared.path("corpus.txt")
     if not corpus.exists():
@@ -457,7 +462,7 @@ def build_vocab(prepared: Step, *, min_count: int = 5, max_vocab: int | None = N
             "vocab_size": len(vocab),
             "raw_tokens": raw_tokens, "tokens": kept, "sentences": n_sent,
             "seconds": round(time.perf_counter() - t0, 2)}
-    return _finish("vocab", folder, info), False
+    return _finish("vocab", folder, info, latest), False
 
 
 def _le(arr: array.array) -> array.array:

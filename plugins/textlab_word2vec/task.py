@@ -140,8 +140,7 @@ def train(
     """Train skip-gram with negative sampling (SGNS) word vectors."""
     import torch
 
-    from .model import SGNSConfig
-    from .train import Trainer, TrainOptions, options_dict, save_final
+    from .train import Trainer, TrainOptions, checkpoint_meta, save_final
 
     if textlab.distributed.world_size() > 1:
         # Hogwild SGD shares one weight matrix between threads; DDP would train a full copy per process
@@ -176,16 +175,7 @@ def train(
                         pairs=pairs, backend=backend, shared_negatives=negatives == "shared", batch=batch,
                         workers=torch.get_num_threads(), save_every=save_every, time_budget=time_budget)
     vi = vocab_step.info
-    meta = {
-        "config": SGNSConfig(vocab_size=len(corpus.itos), dim=dim),
-        "extra": {
-            "normalize": {"fold_yo": bool((vi.get("prep_options") or {}).get("fold_yo", False))},
-            "corpus": {"source": vi.get("source"), "vocab_dir": str(vocab_step.dir), "vocab_fingerprint": vocab_step.fingerprint,
-                       "min_count": vi["options"]["min_count"], "raw_tokens": vi["raw_tokens"], "tokens": vi["tokens"],
-                       "pairs_dir": str(pair_step.dir) if pair_step else None},
-            "train": options_dict(opts),
-        },
-    }
+    meta = checkpoint_meta(corpus, vocab_step, pair_step, opts)
     trainer = Trainer(run, corpus, opts, pair_step)
     if run.resumed:
         trainer.load(run.load_checkpoint("last"), vocab_step.fingerprint)
@@ -366,6 +356,14 @@ def textlab_datasets():
     return [textlab.DatasetSpec(task="word2vec", name="sample", load=lambda split="train", **_: D.sample_lines(split),
                                 help="generated Russian + English sentences with word groups (3,000 lines)",
                                 splits=("train",))]
+
+
+@textlab.hookimpl
+def textlab_embedders():
+    from .embed import train_vectors
+
+    return [textlab.EmbedderSpec(name="word2vec", train=train_vectors,
+                                 help="skip-gram vectors of a task's own text (min count 2, 5 epochs)")]
 
 
 @textlab.hookimpl

@@ -370,6 +370,23 @@ def options_dict(opts: TrainOptions) -> dict:
     return asdict(opts)
 
 
+def checkpoint_meta(corpus: Corpus, vocab_step: Step, pair_step: Step | None, opts: TrainOptions) -> dict:
+    """The config and `extra` a word2vec checkpoint carries: where its corpus came from, how it trained."""
+    from .model import SGNSConfig
+
+    vi = vocab_step.info
+    return {
+        "config": SGNSConfig(vocab_size=len(corpus.itos), dim=opts.dim),
+        "extra": {
+            "normalize": {"fold_yo": bool((vi.get("prep_options") or {}).get("fold_yo", False))},
+            "corpus": {"source": vi.get("source"), "vocab_dir": str(vocab_step.dir), "vocab_fingerprint": vocab_step.fingerprint,
+                       "min_count": vi["options"]["min_count"], "raw_tokens": vi["raw_tokens"], "tokens": vi["tokens"],
+                       "pairs_dir": str(pair_step.dir) if pair_step else None},
+            "train": options_dict(opts),
+        },
+    }
+
+
 def save_final(path: Path, trainer: Trainer, meta: dict) -> Path:
     """The `--out FILE.pt` copy of the final checkpoint (no training state: only for using the vectors)."""
     return textlab.save_checkpoint(path, task="word2vec", **trainer.payload(meta))
