@@ -322,6 +322,77 @@ def test_prep_text_out_feeds_word2vec_whose_vectors_start_train(cli, tmp_path):
     assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]["emb_dim"] == 8
 
 
+def _vector_rows(path: Path) -> dict:
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        word, *values = line.split(" ")
+        rows[word] = torch.tensor([float(v) for v in values])
+    return rows
+
+
+def test_default_pretrains_in_domain_vectors_on_the_train_part_only(cli, tmp_path, monkeypatch):
+    slow = ["--data", "sample", "--threads", "1", "--hidden-dim", "8", "--emb-dim", "16", "--epochs", "1", "--lr", "1e-9"]
+    res = cli("train", "agnews", *slow, "--name", "auto")  # 23,731 tokens: too few for auto
+    assert res.code == 0, res.err
+    assert "too few for useful word vectors" in res.err
+    (auto,) = runs_of(tmp_path / "runs")
+    assert not (auto / "embeddings").exists()
+    monkeypatch.setattr(T, "PRETRAIN_MIN_TOKENS", 20_000)
+    res = cli("train", "agnews", *slow, "--name", "pre")
+    assert res.code == 0, res.err
+    assert "--pretrain word2vec:" in res.err and "start from vectors learned in" in res.err
+    (run,) = [r for r in runs_of(tmp_path / "runs") if r.name.endswith("-pre")]
+    info = json.loads((run / "run.json").read_text())["init_embeddings"]
+    assert info["embedder"] == "word2vec" and info["found"] > 0.9 * info["words"]
+    rows = D.make_sample("train")
+    train_idx, valid_idx = D.split_valid(torch.tensor(rows["label"]), 0.05)
+    lines = (run / "embeddings" / "train.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(train_idx)  # the valid rows are left out: best.pt is still chosen on unseen text
+    assert lines == [" ".join(D.tokenize(rows["text"][i]) or ["<unk>"]) for i in sorted(train_idx.tolist())]
+    vectors = _vector_rows(run / "embeddings" / "word2vec" / "vectors.txt")
+    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    itos, emb = ckpt["vocab"]["itos"], ckpt["state_dict"]["embedding.weight"]
+    common = [w for w in itos if w in vectors][:20]
+    assert len(common) == 20
+    for w in common:  # lr 1e-9: the embedding rows are still the learned vectors
+        assert torch.allclose(emb[itos.index(w)], vectors[w], atol=1e-4), w
+    # --pretrain none: random embeddings, nothing learned first; bow (no embedding layer) skips it under auto
+    assert cli("train", "agnews", *slow, "--pretrain", "none", "--name", "none").code == 0
+    assert cli("train", "agnews", "--data", "sample", "--threads", "1", "--model", "bow", "--buckets", "500",
+               "--epochs", "1", "--name", "bow").code == 0
+    for name in ("none", "bow"):
+        (other,) = [r for r in runs_of(tmp_path / "runs") if r.name.endswith(f"-{name}")]
+        assert not (other / "embeddings").exists() and json.loads((other / "run.json").read_text())["init_embeddings"] is None
+
+
+def test_pretrain_with_a_third_party_embedder_and_bad_choices(cli, toy, tmp_path, monkeypatch):
+    from textlab import plugins
+
+    args = ["--data", "sample", "--threads", "1", "--hidden-dim", "8", "--emb-dim", "6", "--epochs", "1", "--lr", "1e-9"]
+    res = cli("train", "agnews", *args, "--pretrain", "toyhash")
+    assert res.code == 0, res.err
+    (run,) = runs_of(tmp_path / "runs")
+    vectors = _vector_rows(run / "embeddings" / "toyhash" / "vectors.txt")
+    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    i = ckpt["vocab"]["itos"].index("minister")
+    assert torch.allclose(ckpt["state_dict"]["embedding.weight"][i], vectors["minister"], atol=1e-4)
+    w2v = tmp_path / "v.txt"
+    w2v.write_text("1 6\nminister 1 2 3 4 5 6\n", encoding="utf-8")
+    for extra, text in [(["--pretrain", "toyhsh"], "did you mean 'toyhash'"),
+                        (["--pretrain", "word2vec", "--init-embeddings", w2v], "give one")]:
+        res = cli("train", "agnews", *args, *extra)
+        assert res.code == 2 and len(res.err_lines) == 1 and text in res.err, (extra, res.err)
+    assert len(runs_of(tmp_path / "runs")) == 1  # the failed runs left nothing behind
+    monkeypatch.setenv("TEXTLAB_PLUGINS", "agnews")  # no word2vec plugin: auto says so and starts at random
+    monkeypatch.setattr(T, "PRETRAIN_MIN_TOKENS", 20_000)
+    plugins.reset()
+    res = cli("train", "agnews", *args, "--name", "alone")
+    assert res.code == 0, res.err
+    assert "no word2vec embedder is installed" in res.err
+    (alone,) = [r for r in runs_of(tmp_path / "runs") if r.name.endswith("-alone")]
+    assert not (alone / "embeddings").exists()
+
+
 # ============================================================================ a model from another plugin
 def test_a_third_party_model_is_selectable(cli, tmp_path, monkeypatch):
     from textlab import plugins

@@ -57,6 +57,9 @@ def train(
     min_count: Annotated[Optional[int], Option(min=1, help=f"Keep words seen at least this often in train {_defaults('min_count')}.")] = None,
     valid_fraction: Annotated[float, Option(min=0.0, max=1.0, help="Share of train held out (stratified, seeded) to pick the best checkpoint.")] = 0.05,
     init_embeddings: Annotated[Optional[Path], Option(help="Start the embedding layer from a word2vec text file (e.g. exported by the word2vec task).")] = None,
+    pretrain: Annotated[str, Option(help="Start the embedding layer from vectors an embedder plugin first learns on the train part's "
+                                         "text (valid rows left out): 'auto' (word2vec, if installed, for models whose embedding is a "
+                                         "word table: rnn, not bow), an embedder's name, or 'none' (random start).")] = "auto",
     patience: Annotated[Optional[int], Option(min=1, help="Stop after this many half-epoch evals without a better valid accuracy.")] = None,
     max_steps: Annotated[Optional[int], Option(min=1, help="Stop after this many optimizer steps (the lr schedule still spans --epochs).")] = None,
     time_budget: Annotated[Optional[float], Option(min=1.0, help="Stop training after this many seconds (evaluates before stopping).")] = None,
@@ -65,11 +68,13 @@ def train(
     """Train a news-topic classifier (RNN / GRU / LSTM, or --model bow) on AG News."""
     from .train import train_model
 
+    if init_embeddings is not None and pretrain not in ("auto", "none"):
+        raise textlab.UsageError(f"--init-embeddings and --pretrain {pretrain} both start the embeddings: give one")
     if init_embeddings is not None and emb_dim is None and not run.resumed:
         from .train import read_word2vec_dim
 
         emb_dim = read_word2vec_dim(init_embeddings)
-    return train_model(run, data=data, model=model, valid_fraction=valid_fraction, init_embeddings_path=init_embeddings,
+    return train_model(run, data=data, model=model, valid_fraction=valid_fraction, init_embeddings_path=init_embeddings, pretrain=pretrain,
                        patience=patience, max_steps=max_steps, time_budget=time_budget, model_config=model_config,
                        rnn=rnn, layers=layers, hidden_dim=hidden_dim, emb_dim=emb_dim, bidirectional=bidirectional,
                        aggregation=aggregation, concat_last=concat_last, dropout=dropout, ngram_dim=ngram_dim, buckets=buckets, ngrams=ngrams,

@@ -51,7 +51,8 @@ def load_training_data(source: textlab.Source, *, min_count: int, valid_fraction
     note = (f"vocabulary: {len(vocab):,} entries (min count {min_count}) "
             f"{'from the cache' if cached else 'built and cached'}: {vocab_path}")
     enc = D.encode(prep, vocab)
-    return {"prep": prep, "vocab": vocab, "train": subset(enc, train_idx), "valid": subset(enc, valid_idx), "note": note}
+    return {"prep": prep, "vocab": vocab, "train": subset(enc, train_idx), "valid": subset(enc, valid_idx), "note": note,
+            "train_idx": train_idx}
 
 
 def subset(enc: D.Encoded, rows: Any) -> D.Encoded:
@@ -130,14 +131,19 @@ def read_word2vec_dim(path: Path) -> int:
     raise textlab.DataError(f"--init-embeddings {path} holds no vectors")
 
 
-def init_embeddings(net: Any, path: Path, vocab: textlab.Vocab) -> dict:
+def embedding_weight(net: Any, vocab: textlab.Vocab) -> Any:
+    """The model's `embedding` layer weight if it has a row per vocabulary word, else None."""
+    weight = getattr(getattr(net, "embedding", None), "weight", None)
+    return weight if weight is not None and weight.dim() == 2 and weight.shape[0] >= len(vocab) else None
+
+
+def init_embeddings(net: Any, path: Path, vocab: textlab.Vocab, option: str = "--init-embeddings") -> dict:
     """Copy vectors from a word2vec text file into the model's `embedding` layer (found words only)."""
     import torch
 
-    layer = getattr(net, "embedding", None)
-    weight = getattr(layer, "weight", None)
-    if weight is None or weight.dim() != 2 or weight.shape[0] < len(vocab):
-        raise textlab.UsageError("--init-embeddings: this model has no `embedding` layer with a row per word")
+    weight = embedding_weight(net, vocab)
+    if weight is None:
+        raise textlab.UsageError(f"{option}: this model has no `embedding` layer with a row per word")
     matrix, found, dim = read_word2vec(path, vocab)
     if dim != weight.shape[1]:
         raise textlab.UsageError(f"--init-embeddings {path} has {dim}-dimensional vectors but the model's embedding "
@@ -149,6 +155,62 @@ def init_embeddings(net: Any, path: Path, vocab: textlab.Vocab) -> dict:
     share = int(found.sum()) / max(1, words)
     note = f"--init-embeddings: {int(found.sum()):,} of {words:,} vocabulary words ({share:.1%}) from {path}"
     return {"file": str(path), "found": int(found.sum()), "words": words, "note": note}
+
+
+# `--pretrain auto` learns vectors only from this many train tokens up. On the 24k-token sample the
+# skip-gram vectors come out nearly identical (per-dimension std 0.015 around a common vector of
+# norm 0.96) and the GRU started from them is at chance after 2 epochs (0.29 vs 0.945 from random);
+# on the 2.4M-token AG News train part they lift test accuracy from 0.912 to 0.921.
+PRETRAIN_MIN_TOKENS = 500_000
+
+
+def pretrain_embeddings(run: textlab.Run, net: Any, name: str, loaded: dict) -> dict | None:
+    """`--pretrain`: vectors learned by an embedder plugin on the train part's text, copied into the model.
+
+    The text is the train rows only (valid rows left out, so the best checkpoint is still chosen on
+    unseen text); it, the embedder's work and its vectors stay in the run's `embeddings/` folder.
+    """
+    vocab = loaded["vocab"]
+    if name == "none":
+        return None
+    weight = embedding_weight(net, vocab)
+    if name == "auto":
+        import torch
+
+        if weight is None or not isinstance(getattr(net, "embedding", None), torch.nn.Embedding):
+            return None  # bow's bag mixes words with hashed n-grams: vectors gave it +0.2 points for 15 s more
+        tokens = int(loaded["train"].lengths.sum())
+        if tokens < PRETRAIN_MIN_TOKENS:
+            textlab.status(f"--pretrain auto: the train part's {tokens:,} tokens are too few for useful word vectors "
+                           f"(fewer than {PRETRAIN_MIN_TOKENS:,}); the embeddings start at random")
+            return None
+        if "word2vec" not in textlab.registry().embedders:
+            textlab.status("--pretrain auto: no word2vec embedder is installed (see 'textlab plugins'); "
+                           "the embeddings start at random")
+            return None
+        name = "word2vec"
+    spec = textlab.registry().embedder(name)
+    if weight is None:
+        raise textlab.UsageError(f"--pretrain {name}: this model has no `embedding` layer with a row per word",
+                                 hint="pass --pretrain none")
+    folder = run.subdir("embeddings")
+    result: dict = {}
+    if textlab.distributed.is_main():
+        text = folder / "train.txt"
+        wrote = D.write_text(loaded["prep"], loaded["train_idx"], text)
+        textlab.status(f"--pretrain {name}: learning {weight.shape[1]}-d word vectors on the train part's text "
+                       f"({wrote['rows']:,} rows, {wrote['tokens']:,} tokens)")
+        t0 = time.perf_counter()
+        result = dict(spec.train(text, folder / name, dim=int(weight.shape[1]), seed=run.seed, device=str(run.device)))
+        result["seconds"] = round(time.perf_counter() - t0, 2)
+    result = textlab.distributed.broadcast_object(result)
+    if not result.get("vectors"):
+        raise textlab.PluginError(f"--pretrain {name}: the embedder returned no 'vectors' file")
+    info = init_embeddings(net, Path(result["vectors"]), vocab, option=f"--pretrain {name}")
+    info.update(embedder=name, seconds=result["seconds"],
+                note=f"--pretrain {name}: {info['found']:,} of {info['words']:,} vocabulary words "
+                     f"({info['found'] / max(1, info['words']):.1%}) start from vectors learned in {result['seconds']:.1f} s")
+    return info
 
 
 # ============================================================================ training
@@ -248,7 +310,7 @@ def predict(net: Any, enc: D.Encoded, *, max_len: int, batch_size: int = 512, de
 
 
 def train_model(run: textlab.Run, *, data: str = "ag_news", model: str = "rnn", valid_fraction: float = 0.05,
-                init_embeddings_path: Path | None = None, patience: int | None = None,
+                init_embeddings_path: Path | None = None, pretrain: str = "none", patience: int | None = None,
                 max_steps: int | None = None, time_budget: float | None = None, model_config: list[str] | None = None, **options: Any) -> dict:
     """Train one agnews model into `run`. `options`: the model fields and training settings."""
     import torch
@@ -269,7 +331,13 @@ def train_model(run: textlab.Run, *, data: str = "ag_news", model: str = "rnn", 
 
     steps = len(batches(0)) * settings["epochs"]
     optimizer, scheduler = make_optimizer(net, settings, steps)
-    emb_info = init_embeddings(net, init_embeddings_path, vocab) if init_embeddings_path and not run.resumed else None
+    emb_info = None
+    if run.resumed:  # the checkpoint holds the embeddings
+        pass
+    elif init_embeddings_path:
+        emb_info = init_embeddings(net, init_embeddings_path, vocab)
+    else:
+        emb_info = pretrain_embeddings(run, net, pretrain, loaded)
 
     def step(net: Any, rows: Any) -> dict:
         tokens, lengths = train.batch(rows, max_len)
