@@ -114,3 +114,30 @@ def test_a_failure_under_nproc_is_one_line(tmp_path):
     lines = [x for x in proc.stderr.splitlines() if not x.startswith("launching: ")]
     assert len(lines) == 1 and "not under torchrun" in lines[0] and "Traceback" not in proc.stderr
     assert not list((tmp_path / "runs").glob("word2vec/*"))
+
+
+@pytest.mark.parametrize("failures, code, extra_line", [
+    ({0: (2, 2.0), 1: (2, 1.0)}, 2, False),  # every rank fails; torchrun happened to record rank 1 first
+    ({0: (-15, 2.0), 1: (3, 1.0)}, 3, True),  # rank 1 fails, torchrun kills rank 0 (no line of its own)
+    ({1: (4, 1.0)}, 4, True),
+])
+def test_launcher_reports_rank_0s_failure_whichever_rank_torchrun_records_first(failures, code, extra_line,
+                                                                                monkeypatch, capsys):
+    import torch.distributed.run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from textlab import launch
+
+    def failed(rank, exitcode, when):
+        f = ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=exitcode, error_file="/nonexistent")
+        f.timestamp = when
+        return f
+
+    def run(_args):
+        raise ChildFailedError("textlab", {r: failed(r, *v) for r, v in failures.items()})
+
+    monkeypatch.setattr(torchrun, "run", run)
+    monkeypatch.setattr(torchrun, "parse_args", lambda argv: argv)
+    assert launch.main([]) == code
+    err = capsys.readouterr().err
+    assert bool(err) == extra_line and ("process 1 failed" in err) == extra_line

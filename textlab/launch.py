@@ -3,8 +3,9 @@
 `textlab train ... --nproc N` runs this. The processes inherit the terminal (live progress bars);
 only rank 0 prints an error line (every rank usually hits the same one). When a process fails,
 torchrun itself would log the failure and print a traceback of its own; here it stays quiet and
-exits with the failing process's exit code, adding one line only when the first failure was not
-rank 0 (whose own error line is then missing).
+exits with the failing process's exit code, adding one line only when rank 0 did not fail (its own
+error line is then missing). Which rank torchrun records first when all fail at once is a race, so
+rank 0's failure is looked up, not taken from "the first".
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def main(argv: list[str]) -> int:
         run(parse_args(argv))
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
+        if 0 in exc.failures and exc.failures[0].exitcode > 0:  # rank 0 exited with its own error line too
+            rank, failure = 0, exc.failures[0]  # (not killed by torchrun after another rank failed)
         code = failure.exitcode if failure.exitcode > 0 else 128 + (-failure.exitcode or 1)
         if rank != 0:
             sys.stderr.write(f"error: process {rank} failed (exit code {failure.exitcode}); "
