@@ -132,3 +132,18 @@ def test_run_create_at_a_given_path_even_under_a_fixed_run_dir(tmp_path, monkeyp
     assert json.loads((inner / "config.json").read_text()) == {"dim": 8}
     with pytest.raises(textlab.UsageError, match="not empty"):
         textlab.Run.create("word2vec", "sgns-8d", {}, path=inner)
+
+
+def test_the_signal_handler_only_sets_a_flag_and_the_loop_says_it_once(tmp_path, capsys):
+    import signal
+
+    import textlab
+
+    run = textlab.Run.create("toy", "linear", {}, path=tmp_path / "run")
+    capsys.readouterr()
+    run._on_signal(signal.SIGINT, None)  # may land half-way through a write or an import: prints nothing
+    assert run.stop_requested == "SIGINT" and capsys.readouterr().err == ""
+    assert run.should_stop() and run.should_stop()
+    assert capsys.readouterr().err.count("SIGINT: saving last.pt and stopping") == 1
+    with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+        run._on_signal(signal.SIGINT, None)

@@ -64,6 +64,7 @@ class Run:
         self._wrote = resumed  # a resumed run already holds work
         self._announced = False
         self._handlers: dict[int, Any] = {}
+        self._stop_announced = False
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -270,17 +271,22 @@ class Run:
     # ------------------------------------------------------------------ stopping
     def should_stop(self) -> bool:
         """True once Ctrl-C / SIGTERM arrived (on any rank). Loops check this between steps."""
-        return distributed.any_true(self.stop_requested is not None)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.stop_requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.stop_requested = signal.Signals(signum).name
-        if self.is_main:
+        stop = distributed.any_true(self.stop_requested is not None)
+        if stop and self.stop_requested and not self._stop_announced and self.is_main:
+            self._stop_announced = True
             from .console import err
 
             err.print(f"[yellow]{self.stop_requested}: saving last.pt and stopping "
                       "(press Ctrl-C again to stop at once)[/yellow]")
+        return stop
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Only set a flag: the handler runs between any two bytecodes of the main thread, which may be
+        # half-way through a write to stderr or a (lazy) import of rich; printing here raised
+        # "cannot import name ... from partially initialized module". should_stop() says it instead.
+        if self.stop_requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop_requested = signal.Signals(signum).name
 
     def __enter__(self) -> "Run":
         for sig in (signal.SIGINT, signal.SIGTERM):
