@@ -9,7 +9,7 @@ stratified 5% valid split) and is scored on the full test split:
   * baseline  `textlab train agnews --rnn rnn --no-bidirectional --hidden-dim 256 --aggregation mean
                --min-count 25 --epochs 5 --ngram-dim 0 --pretrain none` (the homework notebook's vanilla RNN)
   * default   `textlab train agnews` (textlab's default configuration: a bi-GRU whose embeddings start
-              from word2vec vectors learned first on the train part's text; its times include them)
+              from word2vec vectors learned first on the train part's text, 3 epochs; its times include them)
   * random    `textlab train agnews --pretrain none` (the same model from random embeddings)
   * hybrid    `textlab train agnews --ngram-dim 32` (the default + a bag-of-n-grams branch)
   * bow       `textlab train agnews --model bow`
@@ -50,8 +50,8 @@ ROWS = {
 }
 LABELS = {
     "baseline": "notebook baseline (vanilla RNN 256, mean pool, min count 25, 5 epochs)",
-    "default": "textlab default (textlab train agnews: bi-GRU 128 from in-domain word2vec vectors)",
-    "random": "default from random embeddings (--pretrain none)",
+    "default": "textlab default (textlab train agnews: bi-GRU 128 from in-domain word2vec vectors, 3 epochs)",
+    "random": "default from random embeddings (--pretrain none, 6 epochs)",
     "hybrid": "default + bag-of-n-grams branch (--ngram-dim 32)",
     "bow": "bow (textlab train agnews --model bow)",
     "tfidf": "TF-IDF (1-2 grams) + logistic regression",

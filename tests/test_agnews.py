@@ -369,9 +369,14 @@ def test_pretrain_with_a_third_party_embedder_and_bad_choices(cli, toy, tmp_path
     from textlab import plugins
 
     args = ["--data", "sample", "--threads", "1", "--hidden-dim", "8", "--emb-dim", "6", "--epochs", "1", "--lr", "1e-9"]
-    res = cli("train", "agnews", *args, "--pretrain", "toyhash")
+    res = cli("train", "agnews", *args[:8], *args[10:], "--pretrain", "toyhash", "--max-steps", "5")  # no --epochs
     assert res.code == 0, res.err
     (run,) = runs_of(tmp_path / "runs")
+    # from vectors the default is 3 epochs (not 6), and a resumed run keeps it: 3 x 24 batches
+    assert json.loads((run / "run.json").read_text())["settings"]["epochs"] == 3
+    res = cli("train", "--resume", run, "--max-steps", "1000")
+    assert res.code == 0, res.err
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"] == 72
     vectors = _vector_rows(run / "embeddings" / "toyhash" / "vectors.txt")
     ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     i = ckpt["vocab"]["itos"].index("minister")

@@ -19,7 +19,7 @@ from textlab import Option
 from . import __version__  # noqa: F401  (shown by `textlab plugins`)
 from . import data as D
 from .model import BowConfig, RNNConfig, build_bow, build_rnn
-from .train import TRAIN_DEFAULTS
+from .train import PRETRAINED_EPOCHS, TRAIN_DEFAULTS
 
 def _defaults(key: str) -> str:
     """`(default: rnn X, bow Y)` from the training settings table (one source of truth)."""
@@ -52,7 +52,8 @@ def train(
     lr: Annotated[Optional[float], Option(min=0.0, help=f"Peak learning rate {_defaults('lr')}; linear decay to 0.")] = None,
     optimizer: Annotated[Optional[Literal["adam", "adagrad", "sgd"]], Option(help=f"Optimizer {_defaults('optimizer')}.")] = None,
     batch_size: Annotated[Optional[int], Option(min=1, help=f"Rows per step {_defaults('batch_size')}.")] = None,
-    epochs: Annotated[Optional[int], Option(min=1, help=f"Passes over the train split {_defaults('epochs')}.")] = None,
+    epochs: Annotated[Optional[int], Option(min=1, help=f"Passes over the train split {_defaults('epochs')[:-1]}; "
+                                                        f"{PRETRAINED_EPOCHS} when the embeddings start from --pretrain vectors).")] = None,
     max_len: Annotated[Optional[int], Option(min=1, help=f"Tokens kept per text (its start) {_defaults('max_len')}.")] = None,
     min_count: Annotated[Optional[int], Option(min=1, help=f"Keep words seen at least this often in train {_defaults('min_count')}.")] = None,
     valid_fraction: Annotated[float, Option(min=0.0, max=1.0, help="Share of train held out (stratified, seeded) to pick the best checkpoint.")] = 0.05,
