@@ -214,10 +214,8 @@ def main() -> None:
             raise SystemExit(prep["err"])
         for name in wanted:
             print(f"[{datetime.now():%H:%M:%S}] {name} (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
-            if name == "tfidf":
-                row = tfidf_row(args.data, args.threads, env)
-            else:
-                row = train_row(name, args.data, args.threads, env, extra)
+            row = tfidf_row(args.data, args.threads, env) if name == "tfidf" else \
+                train_row(name, args.data, args.threads, env, extra)
             rows.append(row)
             write_result(out_path, args, prep, rows, {})  # partial results survive an interrupted run
             print(f"  test accuracy {row['test_accuracy']:.4f}, {row['total_seconds']:.0f} s, "

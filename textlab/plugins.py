@@ -232,7 +232,6 @@ class Registry:
             raise UsageError(f"unknown logger {name!r}", hint=_suggest(name, self.loggers) or _listing("loggers", self.loggers))
         return spec
 
-
     def embedder(self, name: str) -> EmbedderSpec:
         spec = self.embedders.get(name)
         if spec is None:

@@ -325,7 +325,7 @@ def predict(net: Any, enc: D.Encoded, *, max_len: int, batch_size: int = 512, de
 
 
 def train_model(run: textlab.Run, *, data: str = "ag_news", model: str = "rnn", valid_fraction: float = 0.05,
-                init_embeddings_path: Path | None = None, pretrain: str = "none", patience: int | None = None,
+                init_embeddings_path: Path | None = None, pretrain: str = "auto", patience: int | None = None,
                 max_steps: int | None = None, time_budget: float | None = None, model_config: list[str] | None = None, **options: Any) -> dict:
     """Train one agnews model into `run`. `options`: the model fields and training settings."""
     import torch
@@ -352,12 +352,11 @@ def train_model(run: textlab.Run, *, data: str = "ag_news", model: str = "rnn", 
     steps = len(batches(0)) * settings["epochs"]
     optimizer, scheduler = make_optimizer(net, settings, steps)
     emb_info = None
-    if run.resumed:  # the checkpoint holds the embeddings
-        pass
-    elif init_embeddings_path:
-        emb_info = init_embeddings(net, init_embeddings_path, vocab)
-    elif embedder:
-        emb_info = pretrain_embeddings(run, net, embedder, loaded)
+    if not run.resumed:  # a resumed run's checkpoint holds its embeddings
+        if init_embeddings_path:
+            emb_info = init_embeddings(net, init_embeddings_path, vocab)
+        elif embedder:
+            emb_info = pretrain_embeddings(run, net, embedder, loaded)
 
     def step(net: Any, rows: Any) -> dict:
         tokens, lengths = train.batch(rows, max_len)

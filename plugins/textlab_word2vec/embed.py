@@ -37,9 +37,7 @@ def train_vectors(text: str | Path, out_dir: str | Path, *, dim: int, seed: int 
     out_dir = Path(out_dir)
     prepared, _ = D.prep(str(text), out=out_dir / "prep", latest=False)
     vocab_step, _ = D.build_vocab(prepared, min_count=MIN_COUNT, out=out_dir / "vocab", latest=False)
-    corpus = D.open_corpus(vocab_step)
-    if len(corpus.itos) == 0:
-        raise textlab.DataError(f"{text}: no word is seen {MIN_COUNT} times or more: too little text for word vectors")
+    corpus = D.open_corpus(vocab_step)  # build_vocab has refused a text with no word seen MIN_COUNT times
     backend = "numba" if str(device) == "cpu" else "torch"
     opts = TrainOptions(dim=dim, epochs=EPOCHS, backend=backend, workers=torch.get_num_threads(), save_every=0.0)
     meta = checkpoint_meta(corpus, vocab_step, None, opts)
@@ -53,7 +51,7 @@ def train_vectors(text: str | Path, out_dir: str | Path, *, dim: int, seed: int 
             raise KeyboardInterrupt
         run.set_best("train/loss", summary["loss"], trainer.state["work"])
     payload = trainer.payload(meta)
-    vectors = Vectors(list(corpus.itos), list(payload["vocab"].get("counts") or []), payload["state_dict"]["in_vectors"])
+    vectors = Vectors(list(corpus.itos), payload["vocab"]["counts"], payload["state_dict"]["in_vectors"])
     written = export(vectors, out_dir / "vectors.txt")
     return {"vectors": written["path"], "words": written["words"], "dim": dim, "tokens": corpus.tokens,
             "loss": summary["loss"], "seconds": round(time.perf_counter() - t0, 2), "run": str(run.dir)}
