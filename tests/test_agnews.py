@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import textlab
+
 from textlab_agnews import data as D
 from textlab_agnews import model as M
 from textlab_agnews import train as T
@@ -149,6 +151,33 @@ def test_bow_ignores_padding_and_hashes_bigrams():
     assert bool((ids[mask] < 50 + 101).all()) and bool((ids[:, 5:][mask[:, 5:]] >= 50).all())
     assert ids[0, 5] == ids[1, 5]  # the same bigram (5, 6) gets the same bucket in both rows
     assert torch.allclose(net(x[:1, :3], torch.tensor([3]))[0], net(x, torch.tensor([3, 5]))[0], atol=1e-6)
+
+
+def test_bigram_buckets_are_spread_as_if_at_random():
+    # 20,000 distinct bigrams of a 30k-word vocabulary into 100,000 buckets: a random hash fills
+    # 100k * (1 - exp(-0.2)) = 18,127 buckets. The linear hash of before filled 16,478 here (only even
+    # buckets; 3a + b decides the bucket, so (a, b) and (a + 1, b - 3) always collide).
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.unique(torch.randint(4, 30_000, (21_000, 2), generator=g), dim=0)[:20_000]
+    lengths = torch.full((len(pairs),), 2)
+    used = {h: int(torch.unique(M.ngram_ids(pairs, lengths, 30_000, 100_000, 2, h)[0][:, 2]).numel())
+            for h in M.NGRAM_HASHES}
+    assert abs(used["mix64"] - 18_127) < 250
+    assert used["linear"] < used["mix64"] - 1_000
+    twins = torch.tensor([[10, 20], [11, 17]])  # 3a + b equal
+    for h, same in (("linear", True), ("mix64", False)):
+        ids = M.ngram_ids(twins, torch.tensor([2, 2]), 30_000, 1_000_000, 2, h)[0][:, 2]
+        assert bool(ids[0] == ids[1]) is same
+
+
+def test_checkpoints_from_before_the_hash_field_keep_their_hash():
+    fresh = textlab.config_from_dict(M.BowConfig, {"vocab_size": 50})
+    old = textlab.config_from_dict(M.BowConfig, {"vocab_size": 50, "emb_dim": 8})  # written before ngram_hash
+    assert (fresh.ngram_hash, old.ngram_hash) == ("linear", "linear")
+    assert textlab.config_from_dict(M.BowConfig, {"ngram_hash": "mix64"}).ngram_hash == "mix64"
+    assert M.BowConfig().ngram_hash == M.RNNConfig().ngram_hash == "mix64"  # what new runs get
+    with pytest.raises(textlab.UsageError, match="unknown ngram_hash"):
+        M.build_bow(M.BowConfig(vocab_size=50, ngram_hash="md5"))
 
 
 # ============================================================================ vocab

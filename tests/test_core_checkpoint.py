@@ -147,3 +147,20 @@ def test_the_signal_handler_only_sets_a_flag_and_the_loop_says_it_once(tmp_path,
     assert capsys.readouterr().err.count("SIGINT: saving last.pt and stopping") == 1
     with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
         run._on_signal(signal.SIGINT, None)
+
+
+def test_config_fields_added_later_say_what_older_checkpoints_meant():
+    from dataclasses import dataclass, field
+
+    from textlab import MISSING_MEANS, config_from_dict
+
+    @dataclass
+    class Config:
+        width: int = 8
+        scheme: str = field(default="new", metadata={MISSING_MEANS: "old"})
+        extra: int = 3  # added later too, with no say: older checkpoints get the default
+
+    old = config_from_dict(Config, {"width": 4, "gone": 1})  # "gone": a field the config no longer has
+    assert (old.width, old.scheme, old.extra) == (4, "old", 3)
+    assert config_from_dict(Config, {"scheme": "new"}).scheme == "new"
+    assert Config().scheme == "new"

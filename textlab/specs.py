@@ -191,7 +191,19 @@ def config_to_dict(config: Any) -> dict:
     return dict(config or {})
 
 
+MISSING_MEANS = "textlab_missing_means"
+
+
 def config_from_dict(config_type: type, data: Mapping[str, Any]) -> Any:
-    """Rebuild a config dataclass from a checkpoint's dict, ignoring keys it no longer has."""
-    names = {f.name for f in dataclasses.fields(config_type)}
-    return config_type(**{k: v for k, v in data.items() if k in names})
+    """Rebuild a config dataclass from a checkpoint's dict, ignoring keys it no longer has.
+
+    A field added after checkpoints were written keeps its default for them, unless its metadata
+    says what older checkpoints meant: `field(default="new", metadata={MISSING_MEANS: "old"})`
+    (for a setting whose default changed the computation, such as a hash function).
+    """
+    fields = dataclasses.fields(config_type)
+    values = {f.name: data[f.name] for f in fields if f.name in data}
+    for f in fields:
+        if f.name not in data and MISSING_MEANS in f.metadata:
+            values[f.name] = f.metadata[MISSING_MEANS]
+    return config_type(**values)

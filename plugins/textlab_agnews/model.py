@@ -19,7 +19,12 @@ declares the fields it uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from textlab import MISSING_MEANS
+
+# n-gram hash: mix64 since 0.x; checkpoints written before the field existed used the linear one
+NGRAM_HASHES = ("mix64", "linear")
 
 
 @dataclass
@@ -37,6 +42,7 @@ class RNNConfig:
     ngram_dim: int = 0  # > 0: add a bag-of-n-grams branch of this size beside the recurrent features
     buckets: int = 1_000_000
     ngrams: int = 2
+    ngram_hash: str = field(default="mix64", metadata={MISSING_MEANS: "linear"})
 
 
 @dataclass
@@ -47,6 +53,7 @@ class BowConfig:
     buckets: int = 1_000_000  # hashed n-gram embeddings
     ngrams: int = 2  # 1: words only, 2: + bigrams, 3: + trigrams
     dropout: float = 0.3  # share of words and n-grams left out of each average while training
+    ngram_hash: str = field(default="mix64", metadata={MISSING_MEANS: "linear"})
 
 
 def padding_mask(lengths, steps: int):
@@ -83,7 +90,7 @@ def build_rnn(config: RNNConfig, vocab=None):
             width = c.hidden_dim * (2 if c.bidirectional else 1)
             self.dropout = nn.Dropout(c.dropout)
             both = c.concat_last and c.aggregation != "last"
-            self.ngram = ngram_bag(c.vocab_size, c.ngram_dim, c.buckets, c.ngrams, c.dropout) if c.ngram_dim else None
+            self.ngram = ngram_bag(c.vocab_size, c.ngram_dim, c.buckets, c.ngrams, c.dropout, c.ngram_hash) if c.ngram_dim else None
             self.out = nn.Linear(width * (2 if both else 1) + c.ngram_dim, c.num_classes)
 
         def forward(self, tokens, lengths):
@@ -120,8 +127,23 @@ def build_rnn(config: RNNConfig, vocab=None):
     return RNNClassifier()
 
 
-def ngram_ids(tokens, lengths, vocab_size: int, buckets: int, ngrams: int):
-    """Word ids, then hashed bigram (and trigram) ids offset by `vocab_size`, and their mask."""
+def _mix64(h):
+    """splitmix64's finaliser on int64 tensors (multiplications wrap; shifts are made logical)."""
+    import torch
+
+    for shift, mult in ((30, -4658895280553007687), (27, -7723592293110705685)):
+        h = (h ^ ((h >> shift) & ((1 << (64 - shift)) - 1))) * mult
+    return h ^ ((h >> 31) & ((1 << 33) - 1))
+
+
+def ngram_ids(tokens, lengths, vocab_size: int, buckets: int, ngrams: int, ngram_hash: str = "mix64"):
+    """Word ids, then hashed bigram (and trigram) ids offset by `vocab_size`, and their mask.
+
+    `mix64` chains the word ids through splitmix64's finaliser, so n-grams land in the buckets as
+    if at random. `linear` is the hash of checkpoints written before it, kept so that they load and
+    score as they did: `(a * 1_000_003 + b) * 2c mod buckets` is `(3a + b) * 2c` for 1M buckets,
+    so millions of bigrams shared about 200k (even) buckets (README, "bow").
+    """
     import torch
 
     steps = tokens.shape[1]
@@ -131,13 +153,17 @@ def ngram_ids(tokens, lengths, vocab_size: int, buckets: int, ngrams: int):
     for n in range(2, ngrams + 1):
         if steps < n:
             break
-        h = h[:, :-1] * 1_000_003 + tokens[:, n - 1:]
-        ids.append(vocab_size + torch.remainder(h * (n * 2_654_435_761), buckets))
+        if ngram_hash == "linear":
+            h = h[:, :-1] * 1_000_003 + tokens[:, n - 1:]
+            ids.append(vocab_size + torch.remainder(h * (n * 2_654_435_761), buckets))
+        else:
+            h = _mix64(h[:, :-1] * -7046029254386353131 + tokens[:, n - 1:] + n)
+            ids.append(vocab_size + torch.remainder(h, buckets))
         masks.append(mask[:, n - 1:])
     return torch.cat(ids, dim=1), torch.cat(masks, dim=1)
 
 
-def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: float):
+def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: float, ngram_hash: str = "mix64"):
     """The average of word and hashed n-gram embeddings: `(tokens, lengths) -> [B, dim]`.
 
     While training, `dropout` leaves a share of the words and n-grams out of each average (every
@@ -146,6 +172,11 @@ def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: flo
     """
     import torch
     from torch import nn
+
+    if ngram_hash not in NGRAM_HASHES:
+        import textlab
+
+        raise textlab.UsageError(f"unknown ngram_hash {ngram_hash!r}", hint="use " + " or ".join(NGRAM_HASHES))
 
     class NgramBag(nn.Module):
         def __init__(self) -> None:
@@ -158,7 +189,7 @@ def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: flo
             return self.bag.weight
 
         def forward(self, tokens, lengths):
-            ids, mask = ngram_ids(tokens, lengths.to(tokens.device), vocab_size, buckets, ngrams)
+            ids, mask = ngram_ids(tokens, lengths.to(tokens.device), vocab_size, buckets, ngrams, ngram_hash)
             if self.training and dropout > 0:
                 keep = torch.rand(mask.shape, device=mask.device) >= dropout
                 keep[:, 0] = True
@@ -176,7 +207,7 @@ def build_bow(config: BowConfig, vocab=None):
         def __init__(self) -> None:
             super().__init__()
             c = config
-            self.embedding = ngram_bag(c.vocab_size, c.emb_dim, c.buckets, c.ngrams, c.dropout)
+            self.embedding = ngram_bag(c.vocab_size, c.emb_dim, c.buckets, c.ngrams, c.dropout, c.ngram_hash)
             self.out = nn.Linear(c.emb_dim, c.num_classes)
 
         def forward(self, tokens, lengths):
