@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +165,39 @@ def test_config_fields_added_later_say_what_older_checkpoints_meant():
     assert (old.width, old.scheme, old.extra) == (4, "old", 3)
     assert config_from_dict(Config, {"scheme": "new"}).scheme == "new"
     assert Config().scheme == "new"
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes(cli, toy, tmp_path, monkeypatch):
+    import errno
+
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *args, **kwargs):  # the third checkpoint write finds the disk full
+        calls.append(f)
+        if len(calls) == 3:
+            Path(f).write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 191539840 vs 191539728")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    res = cli("train", "toy", "--steps", "60")  # evaluates (and may write best.pt) every 10 steps
+    assert res.code == 1 and "Traceback" not in res.err, res.err
+    assert res.err_lines[-1].startswith("error: could not write") and len(res.err_lines) == 2  # "run directory: ..." first
+    assert "could not write" in res.err and "the disk is full" in res.err and "MiB free" in res.err
+    run = next((tmp_path / "runs").glob("toy/*"))
+    assert f"--resume {run}" in res.err.replace("\n", "")
+    ckpts = run / "checkpoints"
+    assert not list(ckpts.glob(".*.tmp"))  # the partial file is gone; what was written before stays
+    assert load_checkpoint(next(ckpts.glob("*.pt")))["task"] == "toy"
+    monkeypatch.setattr(torch, "save", real_save)
+    res = cli("train", "--resume", run)
+    assert res.code == 0, res.err
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(full))
+    with pytest.raises(CheckpointError, match="c.pt: the disk is full") as info:  # not in a run: no resume hint
+        make_ckpt(tmp_path / "c.pt")
+    assert "--resume" not in info.value.line() and not (tmp_path / "c.pt").exists()
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(CheckpointError, match="could not write .*Permission denied"):
+        make_ckpt(tmp_path / "c.pt")

@@ -55,10 +55,32 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)):
+            raise _write_error(path, exc) from None
         raise
     return path
+
+
+def _write_error(path: Path, exc: BaseException) -> CheckpointError:
+    """One line for a checkpoint that could not be written (a full disk, most often)."""
+    import errno
+    import shutil
+
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    text = str(exc)
+    # torch's zip writer reports a full disk as "unexpected pos N vs M"
+    full = getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in text
+    what = "the disk is full" if full else _first_line(exc)
+    where = f" ({free / 2**20:,.0f} MiB free there)" if free is not None else ""
+    run = path.parent.parent if path.parent.name == "checkpoints" else None
+    hint = (f"earlier checkpoints are intact; make room, then: textlab train --resume {run}" if run
+            else "the file was left as it was")
+    return CheckpointError(f"could not write {path}: {what}{where}", hint=hint)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
