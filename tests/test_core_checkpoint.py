@@ -201,3 +201,18 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(cli, toy, tmp_path, monkeyp
     monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
     with pytest.raises(CheckpointError, match="could not write .*Permission denied"):
         make_ckpt(tmp_path / "c.pt")
+
+
+def test_a_full_disk_anywhere_else_is_one_line_too(cli, toy, tmp_path, monkeypatch):
+    import errno
+
+    from textlab import runs
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.dir / "metrics.jsonl"))
+
+    monkeypatch.setattr(runs.Run, "log", full)
+    res = cli("train", "toy", "--steps", "20")
+    assert res.code == 1 and "Traceback" not in res.err and "internal error" not in res.err, res.err
+    assert res.err_lines[-1].startswith("error: No space left on device: ") and "metrics.jsonl" in res.err
+    assert "textlab train --resume" in res.err

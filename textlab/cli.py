@@ -687,6 +687,11 @@ def _add_train_resume(sub: typer.Typer) -> None:
 
 
 # ============================================================================ entry point
+def _first_line_of(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every user error is one line on stderr."""
     debug = bool(os.environ.get("TEXTLAB_DEBUG"))
@@ -722,6 +727,16 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         error_line("aborted")
         return 130
+    except OSError as exc:  # a full disk, a folder without write permission...: the system's own words
+        if debug:
+            traceback.print_exc()
+        import errno
+
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = (" (make room; a run that stopped resumes with: textlab train --resume RUN)"
+                if exc.errno == errno.ENOSPC else "")
+        error_line(f"{exc.strerror or _first_line_of(exc) or type(exc).__name__}{where}{hint}")
+        return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: still one line
         if debug:
             traceback.print_exc()
