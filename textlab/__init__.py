@@ -47,7 +47,7 @@ from .text import Vocab, words  # noqa: E402
 from . import distributed  # noqa: E402
 
 __all__ = [
-    "Argument", "Artifact", "CheckpointError", "DataError", "DatasetSpec", "EmbedderSpec", "MISSING_MEANS", "FitResult", "LoggerSpec", "MetricSpec",
+    "Argument", "Artifact", "CheckpointError", "DataError", "DatasetSpec", "EmbedderSpec", "FitResult", "LoggerSpec", "MISSING_MEANS", "MetricSpec",
     "ModelSpec", "Option", "PluginError", "Run", "Source", "TaskSpec", "TextlabError", "Timer", "UsageError", "Vocab",
     "atomic_write", "cache_dir", "config_from_dict", "config_to_dict", "distributed", "fingerprint", "fit",
     "hookimpl", "hookspec", "iter_lines", "load_checkpoint", "load_hub", "make_config", "open_artifact", "progress",

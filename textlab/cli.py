@@ -15,6 +15,7 @@ Options every generated command gets from the core:
 from __future__ import annotations
 
 import enum
+import errno
 import inspect
 import itertools
 import json
@@ -730,8 +731,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a folder without write permission...: the system's own words
         if debug:
             traceback.print_exc()
-        import errno
-
         where = f": {exc.filename}" if exc.filename else ""
         hint = (" (make room; a run that stopped resumes with: textlab train --resume RUN)"
                 if exc.errno == errno.ENOSPC else "")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from textlab import MISSING_MEANS
 
-# n-gram hash: mix64 since 0.x; checkpoints written before the field existed used the linear one
+# n-gram hashes: mix64 since 2026-11-22; checkpoints written before the field existed used linear
 NGRAM_HASHES = ("mix64", "linear")
 
 
@@ -129,8 +129,6 @@ def build_rnn(config: RNNConfig, vocab=None):
 
 def _mix64(h):
     """splitmix64's finaliser on int64 tensors (multiplications wrap; shifts are made logical)."""
-    import torch
-
     for shift, mult in ((30, -4658895280553007687), (27, -7723592293110705685)):
         h = (h ^ ((h >> shift) & ((1 << (64 - shift)) - 1))) * mult
     return h ^ ((h >> 31) & ((1 << 33) - 1))
@@ -142,7 +140,7 @@ def ngram_ids(tokens, lengths, vocab_size: int, buckets: int, ngrams: int, ngram
     `mix64` chains the word ids through splitmix64's finaliser, so n-grams land in the buckets as
     if at random. `linear` is the hash of checkpoints written before it, kept so that they load and
     score as they did: `(a * 1_000_003 + b) * 2c mod buckets` is `(3a + b) * 2c` for 1M buckets,
-    so millions of bigrams shared about 200k (even) buckets (README, "bow").
+    so millions of bigrams shared about 200k (even) buckets (README, "The n-gram hash").
     """
     import torch
 
