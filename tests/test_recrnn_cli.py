@@ -169,6 +169,23 @@ def test_resume_continues_exactly(cli, folder):
     assert info["status"] == "finished" and info["resumes"][0]["changed"] == {"steps": 40}
 
 
+def test_resume_on_other_data_starts_best_over(cli, tmp_path, folder):
+    other = tmp_path / "other"
+    assert cli("prep", "recrnn", "--task", "varchain", "--out", other, "--statements", "6", "--chains", "2",
+               "--train-max", "2", "--n-train", "400", "--n-valid", "8", "--n-test", "12", "--seed", "6").code == 0
+    assert cli("train", "recrnn", "--data", folder, "--steps", "20", *FAST).code == 0
+    run = runs_of(Path("runs"))[0]
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["extra"]["data"] == str(folder.resolve())
+    res = cli("train", "--resume", run, "--data", other, "--steps", "30")
+    assert res.code == 0, res.err
+    assert "the data changed" in res.err
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["extra"]["data"] == str(other.resolve()) and best["extra"]["step"] == 30  # the first eval after
+    same = cli("train", "--resume", run, "--steps", "40")  # the same data again: best carries on
+    assert same.code == 0 and "the data changed" not in same.err, same.err
+
+
 def test_ctrl_c_saves_and_resume_finishes(cli, folder):
     """SIGINT in the middle of training (sent to this process, as a terminal would): last.pt is saved,
     the run is marked interrupted, exit code 130, and --resume finishes it."""
