@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, UsageError
+from .errors import CheckpointError, UsageError, first_line
 
 FORMAT = "textlab.checkpoint"
 VERSION = 1
@@ -75,7 +75,7 @@ def _write_error(path: Path, exc: BaseException) -> CheckpointError:
     text = str(exc)
     # torch's zip writer reports a full disk as "unexpected pos N vs M"
     full = getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in text
-    what = "the disk is full" if full else _first_line(exc)
+    what = "the disk is full" if full else first_line(exc)
     where = f" ({free / 2**20:,.0f} MiB free there)" if free is not None else ""
     run = path.parent.parent if path.parent.name == "checkpoints" else None
     hint = (f"earlier checkpoints are intact; make room, then: textlab train --resume {run}" if run
@@ -106,11 +106,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             raise CheckpointError(
                 f"refusing to load {path}: it is not a textlab checkpoint (it holds Python objects that could run code)"
             ) from None
-        raise CheckpointError(f"{path} is not a textlab checkpoint (unreadable: {_first_line(exc)})") from None
+        raise CheckpointError(f"{path} is not a textlab checkpoint (unreadable: {first_line(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path} is corrupt or truncated ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path} is corrupt or truncated ({first_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - whatever else torch raises on foreign bytes
-        raise CheckpointError(f"{path} is not a textlab checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise CheckpointError(f"{path} is not a textlab checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a textlab checkpoint (no textlab format tag)")
     if not isinstance(data.get("version"), int) or data["version"] > VERSION:
@@ -119,11 +119,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         if key not in data:
             raise CheckpointError(f"{path} is missing {key!r}: corrupt or not a textlab checkpoint")
     return data
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 @dataclass
@@ -189,7 +184,7 @@ class Artifact:
             try:
                 model.load_state_dict(self.state_dict)
             except RuntimeError as exc:
-                raise CheckpointError(f"{self.path}: weights do not fit model {self.model_name!r} ({_first_line(exc)})") from None
+                raise CheckpointError(f"{self.path}: weights do not fit model {self.model_name!r} ({first_line(exc)})") from None
             model.eval()
             self._model = model
         return self._model.to(device)

@@ -32,7 +32,7 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .console import error_line, json_mode, out, set_json, status
-from .errors import PluginError, TextlabError, UsageError
+from .errors import PluginError, TextlabError, UsageError, first_line
 from .plugins import registry, verb_kind
 from .specs import CORE_VERBS, TaskSpec
 
@@ -688,11 +688,6 @@ def _add_train_resume(sub: typer.Typer) -> None:
 
 
 # ============================================================================ entry point
-def _first_line_of(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every user error is one line on stderr."""
     debug = bool(os.environ.get("TEXTLAB_DEBUG"))
@@ -734,14 +729,13 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         hint = (" (make room; a run that stopped resumes with: textlab train --resume RUN)"
                 if exc.errno == errno.ENOSPC else "")
-        error_line(f"{exc.strerror or _first_line_of(exc) or type(exc).__name__}{where}{hint}")
+        error_line(f"{exc.strerror or first_line(exc)}{where}{hint}")
         return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: still one line
         if debug:
             traceback.print_exc()
             return 1
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        error_line(f"internal error: {type(exc).__name__}: {text} (set TEXTLAB_DEBUG=1 for the traceback)")
+        error_line(f"internal error: {type(exc).__name__}: {first_line(exc)} (set TEXTLAB_DEBUG=1 for the traceback)")
         return 1
     finally:
         from . import distributed

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import DataError
+from .errors import DataError, first_line
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
 TEXT_SUFFIXES = (".txt", ".text", ".raw", ".tokens")
@@ -284,7 +284,7 @@ def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None, *,
     except DataError:
         raise
     except Exception as exc:  # pyarrow raises many kinds; all mean "malformed"
-        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
     if columns:
         missing = [c for c in columns if c not in table.column_names]
         if missing:
@@ -339,7 +339,7 @@ def load_hub(name: str, config: str | None = None, split: str | None = None, **k
     try:
         return load_dataset(name, config, split=split, **kwargs)
     except Exception as exc:  # noqa: BLE001 - connection, missing dataset, missing split...
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = first_line(exc)
         if offline():
             raise DataError(f"cannot load Hugging Face dataset {label!r}: {why} and it is not in the local cache",
                             hint=hint) from None

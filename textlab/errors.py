@@ -6,6 +6,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (at most `limit` characters), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class TextlabError(Exception):
     """Base class: a problem the user can fix. Exit code 1 unless a subclass says otherwise."""
 

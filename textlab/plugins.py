@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UsageError
+from .errors import PluginError, UsageError, first_line
 from .specs import CORE_VERBS, RECORD_TYPES, DatasetSpec, EmbedderSpec, LoggerSpec, MetricSpec, ModelSpec, TaskSpec
 
 ENTRY_POINT_GROUP = "textlab.plugins"
@@ -271,8 +271,8 @@ def _dist_version(name: str) -> str:
 def _short_error(exc: BaseException) -> str:
     if os.environ.get("TEXTLAB_DEBUG"):
         traceback.print_exception(exc, file=sys.stderr)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text = first_line(exc)
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
 def _suggest(name: str, choices: Iterable[str]) -> str | None:
