@@ -122,6 +122,27 @@ def test_open_artifact_resolves_run_dirs(tmp_path):
         open_artifact(tmp_path / "runs")
 
 
+def test_results_on_other_data_go_to_their_own_folder(tmp_path, monkeypatch):
+    own, other = tmp_path / "own", tmp_path / "data" / "long one"
+    own.mkdir()
+    other.mkdir(parents=True)
+    run = tmp_path / "runs" / "toy" / "r1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    make_ckpt(run / "checkpoints" / "best.pt", extra={"data": str(own.resolve())})
+    art = open_artifact(run)
+    assert art.output_dir("eval") == run / "eval"
+    monkeypatch.chdir(tmp_path)
+    assert art.output_dir("eval", data="own") == run / "eval"  # the same folder, spelled relative
+    theirs = art.output_dir("eval", data=other)
+    assert theirs.parent == run / "eval" and theirs.name.startswith("long_one-") and theirs.is_dir()
+    assert art.output_dir("eval", data=str(other) + "/") == theirs
+    assert art.output_dir("eval", data="ag_news").name.startswith("ag_news-")  # a registered name, not a path
+    twin = tmp_path / "elsewhere" / "long one"
+    twin.mkdir(parents=True)
+    assert art.output_dir("eval", data=twin) != theirs  # same last name, other data: another folder
+
+
 def test_run_create_at_a_given_path_even_under_a_fixed_run_dir(tmp_path, monkeypatch):
     import textlab
 

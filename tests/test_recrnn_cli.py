@@ -91,6 +91,16 @@ def test_train_eval_single_mode_end_to_end(cli, tmp_path, folder):
     assert again["accuracy"] == table["accuracy"] and again["raw_correct"] == table["raw_correct"]
     shown = cli("eval", run, "--steps", "1,4")
     assert shown.code == 0 and "4 *" in shown.out and "chance 0.10" in shown.out
+    # on other data (same vocabulary, other programs): its own folder, the run's own table stays
+    other = tmp_path / "vc-other"
+    assert cli("prep", "recrnn", "--task", "varchain", "--out", other, "--statements", "6", "--chains", "2",
+               "--train-max", "2", "--n-train", "400", "--n-valid", "8", "--n-test", "12", "--seed", "9").code == 0
+    before = files[0].read_bytes()
+    res = cli("eval", run, "--data", other, "--steps", "1,2", "--json")
+    assert res.code == 0, res.err
+    theirs = [Path(f) for f in json.loads(res.out)["files"]]
+    assert theirs[0].parent.parent == files[0].parent and theirs[0].parent.name.startswith("vc-other-")
+    assert all(f.exists() for f in theirs) and files[0].read_bytes() == before
     res = cli("eval", run, "--exit", "kl", "--exit-threshold", "5e-4", "--max-steps", "6", "--json")
     assert res.code == 0, res.err
     rows = json.loads(res.out)["rows"]

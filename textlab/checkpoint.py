@@ -189,11 +189,39 @@ class Artifact:
             self._model = model
         return self._model.to(device)
 
-    def output_dir(self, kind: str = "eval") -> Path:
-        """Where a verb writes its results: `<run>/<kind>` or `<checkpoint dir>/<stem>-<kind>`."""
+    def output_dir(self, kind: str = "eval", data: str | os.PathLike | None = None) -> Path:
+        """Where a verb writes its results: `<run>/<kind>` or `<checkpoint dir>/<stem>-<kind>`.
+
+        Results on `data` other than the data the checkpoint was trained on (`extra["data"]`) go to
+        a subfolder named after that data (`<kind>/<name>-<hash>`), so evaluating on other data
+        never replaces the results on the run's own.
+        """
         base = (self.run_dir / kind) if self.run_dir else (self.path.parent / f"{self.path.stem}-{kind}")
+        if data is not None and not same_data(data, self.extra.get("data")):
+            base = base / data_label(data)
         base.mkdir(parents=True, exist_ok=True)
         return base
+
+
+def _data_key(data: str | os.PathLike) -> str:
+    path = Path(data).expanduser()
+    return str(path.resolve()) if path.exists() else str(data)
+
+
+def same_data(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
+    """Whether two data references (a registered name, or a path however spelled) name the same data."""
+    if a is None or b is None:
+        return a is b
+    return _data_key(a) == _data_key(b)
+
+
+def data_label(data: str | os.PathLike) -> str:
+    """A folder name for results on `data`: its last name, made safe, and a short hash of the whole reference."""
+    import hashlib
+
+    key = _data_key(data)
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (Path(key).name or "data")).strip(".") or "data"
+    return f"{name[:40]}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
 
 
 def open_artifact(target: str | os.PathLike, *, which: str = "best") -> Artifact:

@@ -447,7 +447,7 @@ def evaluate_artifact(artifact: textlab.Artifact, *, data: str | None = None, sp
     report = classification_report(preds, enc.labels, list(extra.get("classes") or D.CLASSES))
     report.update(split=split, data=str(data), loss=loss, rows=len(enc), seconds=round(seconds, 3),
                   checkpoint=str(artifact.path), model=artifact.model_name)
-    out = artifact.output_dir("eval")
+    out = artifact.output_dir("eval", data=data)
     report["png"] = str(plot_confusion(report, out / f"confusion_{split}.png"))
     textlab.write_json(out / f"{split}.json", report)
     report["json"] = str(out / f"{split}.json")

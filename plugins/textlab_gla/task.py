@@ -154,7 +154,7 @@ def evaluate(artifact: textlab.Artifact, *,
         results[name] = {**res, "unk_chars": unknown}
     out = {"model": artifact.model_name, "data": source, "context": context, "seq_len": window,
            "checkpoint": str(artifact.path), "splits": results}
-    textlab.write_json(artifact.output_dir("eval") / "bpc.json", out)
+    textlab.write_json(artifact.output_dir("eval", data=source) / "bpc.json", out)
     table = Table(title=f"{artifact.model_name} on {source} ({context}, {window}-character windows)")
     for col in ("split", "characters", "loss (nats/char)", "bits per character"):
         table.add_column(col, justify="left" if col == "split" else "right")

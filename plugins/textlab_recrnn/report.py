@@ -63,7 +63,7 @@ def run_eval(artifact: textlab.Artifact, *, steps: list[int], data: str | None, 
     names = sorted(set(groups), key=_group_key)
     ood = ds.is_ood(sp)
     chance = 1 / ds.answer_classes()
-    out_dir = artifact.output_dir("eval")
+    out_dir = artifact.output_dir("eval", data=data)
     label = f"{artifact.model_name} ({artifact.extra.get('mode', '?')} mode, " + \
         (f"fixed r={train_r})" if artifact.extra.get("fixed_recurrence") else f"mean r={train_r})")
     if exit == "kl":
