@@ -27,8 +27,9 @@ RESULTS = HERE / "results"
 # Pure pointer chasing (every hop a copy), statements in topological order (each chain in order, chains
 # interleaved at random): 4 chains, so guessing one of the 4 root literals scores 0.25; train on 0..6
 # hops, test on 0..8 (0..4 until 2026-11-22: a fifth of those in-distribution rows were 0-hop lookups,
-# solved at one step, which capped the gain from recurrence; README, "Measured results"). The model is the `cpu` preset with the CPU defaults of `train`
-# (add injection, token mix 3, no norm before the coda, lr 3e-3). See the README, "Learnability".
+# solved at one step, which capped the gain from recurrence; README, "Measured results"). The model is
+# the `cpu` preset with the CPU defaults of `train` (add injection, token mix 3, no norm before the
+# coda, lr 3e-3). See the README, "Learnability".
 TRAIN_MAX = 6
 DATA = ["--task", "pchase", "--statements", "12", "--chains", "4", "--order", "topological", "--n-train", "50000",
         "--n-valid", "100", "--n-test", "200"]

@@ -157,7 +157,7 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
         textlab.status(f"resuming {run.dir} at step {st['step']}" +
                        (f" (curriculum level {st['level']})" if st["level"] is not None else ""))
         before = (ckpt.get("extra") or {}).get("data")
-        if before is not None and before != meta["extra"].get("data"):
+        if before is not None and not textlab.same_data(before, meta["extra"].get("data")):
             # a best value measured on another valid split says nothing about this one (fine-tuning
             # on longer programs would otherwise never replace best.pt)
             st["best"], st["best_step"] = None, None
