@@ -196,6 +196,38 @@ def test_resume_on_other_data_starts_best_over(cli, tmp_path, folder):
     assert same.code == 0 and "the data changed" not in same.err, same.err
 
 
+def test_init_fine_tunes_on_longer_programs_with_more_names(cli, tmp_path, folder):
+    """--init: a new run starts from another run's weights; the embeddings of the tokens both
+    vocabularies share are carried over by token, the new names (a-z past 26 statements) start fresh."""
+    long = tmp_path / "long"
+    assert cli("prep", "recrnn", "--task", "pchase", "--out", long, "--statements", "30", "--chains", "2",
+               "--train-max", "2", "--order", "topological", "--n-train", "60", "--n-valid", "2",
+               "--n-test", "2").code == 0
+    assert cli("train", "recrnn", "--data", folder, "--steps", "10", *FAST, "--name", "short").code == 0
+    short = runs_of(Path("runs"))[0]
+    res = cli("train", "recrnn", "--data", long, "--init", short, "--steps", "2", *FAST, "--lr", "0",
+              "--aux", "statements", "--aux-max-hops", "2", "--name", "long")
+    assert res.code == 0, res.err
+    assert "58 of 62 tokens' embeddings carried over" in res.err
+    tuned = next(r for r in runs_of(Path("runs")) if r.name.endswith("long"))
+    a = torch.load(short / "checkpoints" / "best.pt", weights_only=True)
+    b = torch.load(tuned / "checkpoints" / "last.pt", weights_only=True)
+    assert b["config"]["vocab_size"] == 62 and b["extra"]["aux_max_hops"] == 2
+    rows = {t: i for i, t in enumerate(b["vocab"])}
+    for i, token in enumerate(a["vocab"]):  # lr 0: the weights are the init's, row for row by token
+        assert torch.equal(a["state_dict"]["emb.weight"][i], b["state_dict"]["emb.weight"][rows[token]]), token
+    for k in a["state_dict"]:
+        if k != "emb.weight":
+            assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    for args, text in (
+            (("train", "--resume", short, "--data", long), "vocabulary differs"),
+            (("train", "recrnn", "--data", long, "--init", short, "--dim", "48", "--heads", "2"), "differs from"),
+            (("train", "recrnn", "--data", long, "--init", tmp_path / "nosuch"), "no such run"),
+            (("train", "recrnn", "--data", long, "--aux-max-hops", "2"), "--aux-max-hops applies")):
+        res = cli(*args)
+        assert res.code != 0 and len(res.err_lines) == 1 and text in res.err, (args, res.err)
+
+
 def test_ctrl_c_saves_and_resume_finishes(cli, folder):
     """SIGINT in the middle of training (sent to this process, as a terminal would): last.pt is saved,
     the run is marked interrupted, exit code 130, and --resume finishes it."""

@@ -97,6 +97,34 @@ def test_statement_targets_match_the_evaluator():
     assert D.statement_targets(D.tokenize("<e_1><r_2><r_3>")) is None
 
 
+def test_statement_targets_stop_at_max_hops():
+    """--aux-max-hops: only statements up to that depth are targets, so longer chains stay unseen."""
+    s = D.ChainSettings(statements=40, chains=2, order="topological", arithmetic=False)
+    rng = random.Random(4)
+    for _ in range(20):
+        rec = D.chain_example(rng, rng.randrange(20, 38), s)
+        tokens = D.tokenize(rec["input_text"])
+        full = D.statement_targets(tokens)
+        capped = D.statement_targets(tokens, max_hops=3)
+        assert set(capped) < set(full)
+        for pos, _ in full:
+            var = tokens[pos]
+            hops = follow("".join(tokens[:-1]) + var)[1]  # ask the independent evaluator about that variable
+            assert ((pos, _) in capped) == (hops <= 3), (pos, hops)
+
+
+def test_programs_longer_than_26_statements_use_lowercase_names():
+    short = D.make_chain_folder(D.ChainSettings(statements=12), seed=1, train_max=2, n_train=5, n_valid=1, n_test=1)
+    assert short["vocab"] == D.chain_vocab() and len(short["vocab"]) == 58  # unchanged up to 26 statements
+    s = D.ChainSettings(statements=40, chains=4, order="topological")
+    long = D.make_chain_folder(s, seed=1, train_max=3, n_train=20, n_valid=1, n_test=1)
+    assert len(long["vocab"]) == 58 + 14 and "<n>" in long["vocab"] and "<o>" not in long["vocab"]
+    for rec in long["train"] + long["test"]:
+        tokens = D.tokenize(rec["input_text"])
+        assert set(tokens) <= set(long["vocab"]) and len(tokens) == 3 * 40 + 2
+        assert int(D.tokenize(rec["target_text"])[-2].strip("<>")) == follow(rec["input_text"])[0]
+
+
 def test_grokked_style_folders():
     comp = D.make_composition_folder(seed=0, entities=60, relations=12, out_degree=4, phi=2.0, test_size=20)
     assert len(comp["vocab"]) == 60 + 12 + 6

@@ -37,7 +37,11 @@ SPLITS = ("train", "valid", "test")
 END = "</a>"
 PAD = "<pad>"
 TOKEN = re.compile(r"<[^<>]*>")
-NAMES = [f"<{c}>" for c in string.ascii_uppercase]
+# Variable names: A-Z, then a-z for programs of more than 26 statements (a program of n statements
+# draws its names from the first max(26, n), so programs of up to 26 statements are unchanged).
+NAMES = [f"<{c}>" for c in string.ascii_uppercase + string.ascii_lowercase]
+MAX_STATEMENTS = len(NAMES)
+_NAME_SET = frozenset(NAMES)
 DIGITS = [f"<{i}>" for i in range(10)]
 OPS = [f"<+{i}>" for i in range(10)] + [f"<-{i}>" for i in range(1, 10)]
 QUERY = "<?>"
@@ -52,9 +56,15 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def chain_vocab() -> list[str]:
-    """The vocabulary of varchain / pchase / sample (58 tokens)."""
-    return NAMES + DIGITS + OPS + [QUERY, END, PAD]
+def name_pool(statements: int) -> list[str]:
+    """The variable names programs of `statements` statements draw from."""
+    return NAMES[:max(26, statements)]
+
+
+def chain_vocab(statements: int = 12) -> list[str]:
+    """The vocabulary of varchain / pchase / sample: 58 tokens up to 26 statements, one more name per
+    statement above that."""
+    return name_pool(statements) + DIGITS + OPS + [QUERY, END, PAD]
 
 
 # ============================================================================ varchain / pchase
@@ -81,7 +91,7 @@ def chain_example(rng: random.Random, d: int, s: ChainSettings) -> dict:
     """
     if not 0 <= d <= s.max_difficulty():
         raise ValueError(f"difficulty {d} outside 0..{s.max_difficulty()}")
-    names = rng.sample(NAMES, s.statements)
+    names = rng.sample(name_pool(s.statements), s.statements)
     rest = s.statements - (d + 1)
     cuts = sorted(rng.sample(range(1, rest), s.chains - 2)) if s.chains > 1 else []
     lengths = [d + 1] + [b - a for a, b in zip([0, *cuts], [*cuts, rest])] if s.chains > 1 else [d + 1]
@@ -136,28 +146,32 @@ def chain_value(input_text: str, modulus: int = 10) -> int:
             raise ValueError("cyclic program")
 
 
-def statement_targets(tokens: list[str], modulus: int = 10) -> list[tuple[int, str]] | None:
+def statement_targets(tokens: list[str], modulus: int = 10,
+                      max_hops: int | None = None) -> list[tuple[int, str]] | None:
     """Per-statement targets of a chain program, for every statement whose value follows from the
     statements before it: (position of its left-hand side, digit of its value), and, when its
     right-hand side is a variable, (position of that variable, digit of the variable's value) -- the
     same lookup the final query `? v` asks for. None if `tokens` (an input) is not a chain program.
+    `max_hops`: only statements at most that many hops from their root literal (a root is 0 hops),
+    so that chains longer than the training queries' stay unseen in training.
     Used by `--aux statements`; the data files do not store them."""
     body = tokens[:-2]
-    if len(tokens) < 5 or tokens[-2] != QUERY or tokens[-1] not in NAMES or len(body) % 3:
+    if len(tokens) < 5 or tokens[-2] != QUERY or tokens[-1] not in _NAME_SET or len(body) % 3:
         return None
-    known: dict[str, int] = {}
+    known: dict[str, tuple[int, int]] = {}  # variable -> (value, hops)
     out = []
     for i in range(0, len(body), 3):
         rhs, op, lhs = body[i:i + 3]
-        if op not in OPS or lhs not in NAMES or (rhs not in DIGITS and rhs not in NAMES):
+        if op not in OPS or lhs not in _NAME_SET or (rhs not in DIGITS and rhs not in _NAME_SET):
             return None
-        base = int(rhs[1:-1]) if rhs in DIGITS else known.get(rhs)
+        base, hops = (int(rhs[1:-1]), -1) if rhs in DIGITS else known.get(rhs, (None, 0))
         if base is None:
             continue
-        if rhs in NAMES:
+        known[lhs] = ((base + int(op[1:-1])) % modulus, hops + 1)
+        if rhs in _NAME_SET and (max_hops is None or hops <= max_hops):
             out.append((i, DIGITS[base]))
-        known[lhs] = (base + int(op[1:-1])) % modulus
-        out.append((i + 2, DIGITS[known[lhs]]))
+        if max_hops is None or hops + 1 <= max_hops:
+            out.append((i + 2, DIGITS[known[lhs][0]]))
     return out
 
 
@@ -204,7 +218,7 @@ def make_chain_folder(s: ChainSettings, *, seed: int, train_max: int, n_train: i
             held.add(r["input_text"])
         splits[split] = recs
     splits["train"] = chain_records(seed, "train", n_train, range(train_max + 1), s, avoid=held)
-    splits["vocab"] = chain_vocab()
+    splits["vocab"] = chain_vocab(s.statements)
     return splits
 
 
@@ -463,15 +477,16 @@ def encode_split(name: str, records: list[dict], index: dict[str, int], where: s
     return Split(name, seq, torch.tensor(lengths), torch.tensor(answers), types, diffs)
 
 
-def aux_targets(split: Split, vocab: list[str]) -> Any:
-    """LongTensor like `split.seq` holding the per-statement target id at each `;` (-100 elsewhere)."""
+def aux_targets(split: Split, vocab: list[str], max_hops: int | None = None) -> Any:
+    """LongTensor like `split.seq` holding the per-statement target ids (-100 elsewhere); see
+    `statement_targets` (`max_hops`: only statements up to that many hops)."""
     import torch
 
     index = {t: i for i, t in enumerate(vocab)}
     aux = torch.full(split.seq.shape, -100, dtype=torch.long)
     for r in range(len(split)):
         tokens = [vocab[i] for i in split.seq[r, : int(split.length[r])].tolist()]
-        targets = statement_targets(tokens)
+        targets = statement_targets(tokens, max_hops=max_hops)
         if targets is None:
             raise textlab.UsageError("--aux statements needs varchain or pchase data (3-token statements and a "
                                      f"'? v' query); record {r} of train is not one")

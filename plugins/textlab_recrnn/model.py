@@ -358,3 +358,30 @@ def losses(model: nn.Module, seq: torch.Tensor, length: torch.Tensor, mode: str,
         ans_loss = F.cross_entropy(ans_logits, answer)
     correct = (ans_logits.argmax(-1) == answer).float()
     return {"loss": loss, "answer_loss": ans_loss.detach(), "answer_accuracy": correct.mean(), **out}
+
+
+def load_matched(model: nn.Module, artifact: Any, vocab: list[str]) -> int:
+    """Load `artifact`'s weights into `model` (same sizes, possibly another vocabulary): embedding rows
+    are matched by token, tokens the checkpoint lacks keep their fresh initialisation. Returns how
+    many tokens were carried over."""
+    import textlab
+
+    state = dict(artifact.state_dict)
+    old_vocab = list(artifact.vocab or [])
+    key = "emb.weight"
+    if key not in state or len(old_vocab) != state[key].shape[0]:
+        raise textlab.CheckpointError(f"{artifact.path}: no embedding matching its vocabulary")
+    old_index = {t: i for i, t in enumerate(old_vocab)}
+    rows = model.state_dict()[key].clone()
+    pairs = [(i, old_index[t]) for i, t in enumerate(vocab) if t in old_index]
+    if pairs:
+        new_ids, old_ids = map(torch.tensor, zip(*pairs))
+        rows[new_ids] = state[key][old_ids].to(rows.dtype)
+    state[key] = rows
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        from textlab.errors import first_line
+
+        raise textlab.CheckpointError(f"{artifact.path}: weights do not fit this model ({first_line(exc)})") from None
+    return len(pairs)

@@ -25,7 +25,8 @@ def prep(
                                 "Grokked-style comparison / composition.")] = "varchain",
     out: Annotated[Optional[Path], Option(help="Folder to write (default: data/TASK).")] = None,
     data_seed: Annotated[int, Option("--seed", help="Generator seed: the same seed writes the same files.")] = 0,
-    statements: Annotated[int, Option(min=3, max=26, help="varchain/pchase: statements per program.")] = 12,
+    statements: Annotated[int, Option(min=3, max=52, help="varchain/pchase: statements per program (names A-Z, "
+                                                           "then a-z above 26).")] = 12,
     chains: Annotated[int, Option(min=2, max=10, help="varchain/pchase: chains per program (distinct root literals).")] = 4,
     train_max: Annotated[int, Option(min=0, help="varchain/pchase: largest number of hops in train.")] = 4,
     test_max: Annotated[Optional[int], Option(min=0, help="varchain/pchase: largest hops in valid/test "
@@ -179,7 +180,13 @@ def train(
                                                               "where the text so far defines it (single mode; "
                                                               "varchain/pchase data).")]
     = "none",
+    aux_max_hops: Annotated[Optional[int], Option(min=0, help="--aux statements: only statements at most this many "
+                                                              "hops from their root (default: all), so that longer "
+                                                              "chains stay unseen in training.")] = None,
     aux_weight: Annotated[float, Option(min=0.0, help="Weight of the --aux loss.")] = 1.0,
+    init: Annotated[Optional[str], Option(help="Fine-tune: start from the weights of this run or checkpoint (its "
+                                               "sizes; --preset is ignored). Embeddings are matched by token, so the "
+                                               "data may add tokens (they start fresh).")] = None,
     weight_decay: Annotated[float, Option(min=0.0, help="AdamW weight decay (not on norms and biases).")] = 0.01,
     grad_clip: Annotated[float, Option(min=0.0, help="Gradient-norm clip (0 = off).")] = 1.0,
 ) -> dict:
@@ -188,12 +195,33 @@ def train(
     from .train import TrainSettings, train_loop
 
     ds = load_dataset(data)
+    if run.resumed and run.checkpoint_path("last").exists():
+        before = run.load_checkpoint("last").get("vocab")
+        if before is not None and list(before) != list(ds.vocab):
+            raise textlab.UsageError(f"the data's vocabulary differs from the one {run.dir} trained with: a resume "
+                                     "continues on the same tokens",
+                                     hint=f"to fine-tune on it, start a new run with --init {run.dir}")
     spec = textlab.registry().model(TASK, model)
-    sizes = dict(PRESETS[preset])
+    start = None
+    if init is not None:
+        start = textlab.open_artifact(init)
+        if start.task != TASK or start.model_name != model:
+            raise textlab.CheckpointError(f"--init {init} holds a {start.task} {start.model_name!r} model, not a "
+                                          f"{TASK} {model!r} one")
+        sizes = {k: v for k, v in start.config.items() if k not in ("vocab_size", "pad_id")}
+        for key, value in (("dim", dim), ("heads", heads), ("core", core)):
+            if value is not None and value != sizes.get(key):
+                raise textlab.UsageError(f"--{key} {value} differs from the --init model's {sizes.get(key)}")
+    else:
+        sizes = dict(PRESETS[preset])
     for key, value in (("mean_recurrence", mean_recurrence), ("backprop_depth", backprop_depth), ("dim", dim),
                        ("heads", heads), ("core", core)):
         if value is not None:
             sizes[key] = value
+    if start is not None:  # the architecture options are the checkpoint's too
+        injection, norm, state_scale, coda_norm, token_mix = (
+            sizes.pop(k, d) for k, d in (("injection", injection), ("norm", norm), ("state_scale", state_scale),
+                                         ("coda_norm", coda_norm), ("token_mix", token_mix)))
     config = textlab.make_config(RecrnnConfig, {**sizes, "injection": injection, "norm": norm, "state_scale": state_scale,
                                                 "coda_norm": coda_norm, "token_mix": token_mix,
                                                 "vocab_size": len(ds.vocab), "pad_id": ds.pad_id})
@@ -201,6 +229,11 @@ def train(
         raise textlab.UsageError(f"--start-difficulty {start_difficulty} is above the largest training difficulty "
                                  f"({ds.train_max_difficulty()})")
     net = spec.build(config, ds.vocab)
+    if start is not None:
+        from .model import load_matched
+
+        kept = load_matched(net, start, ds.vocab)
+        textlab.status(f"starting from {start.path}: {kept} of {len(ds.vocab)} tokens' embeddings carried over")
     settings = TrainSettings(mode=mode, lr=lr, batch_size=batch_size, steps=steps, time_budget=time_budget,
                              warmup=warmup, weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every,
                              log_every=min(20, eval_every), valid_max=valid_max, curriculum=curriculum,
@@ -208,12 +241,15 @@ def train(
                              fixed_recurrence=fixed_recurrence, aux=aux, aux_weight=aux_weight)
     if aux != "none" and mode != "single":
         raise textlab.UsageError("--aux applies to --mode single (in full mode every position already has a target)")
-    aux_tensor = aux_targets(ds.splits["train"], ds.vocab) if aux == "statements" else None
+    if aux_max_hops is not None and aux != "statements":
+        raise textlab.UsageError("--aux-max-hops applies to --aux statements")
+    aux_tensor = aux_targets(ds.splits["train"], ds.vocab, aux_max_hops) if aux == "statements" else None
     source = textlab.resolve(TASK, data)
     data_ref = str(source.path.resolve()) if source.kind == "local" else data
     extra = {"data": data_ref, "mode": mode, "fixed_recurrence": fixed_recurrence,
              "train_max_difficulty": ds.train_max_difficulty(), "answer_classes": ds.answer_classes(),
-             "parameters": net.num_parameters(), "looped": bool(getattr(net, "looped", False)), "aux": aux}
+             "parameters": net.num_parameters(), "looped": bool(getattr(net, "looped", False)), "aux": aux,
+             "aux_max_hops": aux_max_hops, "init": str(start.path) if start is not None else None}
     textlab.status(f"{model}: {net.num_parameters():,} parameters, h={config.dim}, "
                    f"layers ({config.prelude},{config.core},{config.coda}), "
                    + (f"r = {fixed_recurrence} (fixed)" if fixed_recurrence else
