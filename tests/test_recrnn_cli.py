@@ -219,6 +219,8 @@ def test_init_fine_tunes_on_longer_programs_with_more_names(cli, tmp_path, folde
     for k in a["state_dict"]:
         if k != "emb.weight":
             assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    again = cli("train", "--resume", tuned, "--steps", "4")  # resumes from its own last.pt, not the init's weights
+    assert again.code == 0 and "carried over" not in again.err and "resuming" in again.err, again.err
     for args, text in (
             (("train", "--resume", short, "--data", long), "vocabulary differs"),
             (("train", "recrnn", "--data", long, "--init", short, "--dim", "48", "--heads", "2"), "differs from"),

@@ -229,7 +229,7 @@ def train(
         raise textlab.UsageError(f"--start-difficulty {start_difficulty} is above the largest training difficulty "
                                  f"({ds.train_max_difficulty()})")
     net = spec.build(config, ds.vocab)
-    if start is not None:
+    if start is not None and not run.resumed:  # a resumed run loads its own last.pt instead
         from .model import load_matched
 
         kept = load_matched(net, start, ds.vocab)
