@@ -219,13 +219,17 @@ def test_init_fine_tunes_on_longer_programs_with_more_names(cli, tmp_path, folde
     for k in a["state_dict"]:
         if k != "emb.weight":
             assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    again = cli("train", "--resume", tuned, "--steps", "4")  # resumes from its own last.pt, not the init's weights
+    moved = tmp_path / "moved"
+    short.rename(moved)  # a resumed fine-tuning run needs only its own last.pt, not the run it started from
+    again = cli("train", "--resume", tuned, "--steps", "4")
     assert again.code == 0 and "carried over" not in again.err and "resuming" in again.err, again.err
+    moved.rename(short)
     for args, text in (
             (("train", "--resume", short, "--data", long), "vocabulary differs"),
             (("train", "recrnn", "--data", long, "--init", short, "--dim", "48", "--heads", "2"), "differs from"),
             (("train", "recrnn", "--data", long, "--init", tmp_path / "nosuch"), "no such run"),
-            (("train", "recrnn", "--data", long, "--aux-max-hops", "2"), "--aux-max-hops applies")):
+            (("train", "recrnn", "--data", long, "--aux-max-hops", "2"), "--aux-max-hops applies"),
+            (("train", "recrnn", "--data", long, "--init", short, "--aux-max-hops", "2"), "--aux-max-hops applies")):
         res = cli(*args)
         assert res.code != 0 and len(res.err_lines) == 1 and text in res.err, (args, res.err)
 

@@ -195,20 +195,27 @@ def train(
     from .train import TrainSettings, train_loop
 
     ds = load_dataset(data)
-    if run.resumed and run.checkpoint_path("last").exists():
-        before = run.load_checkpoint("last").get("vocab")
-        if before is not None and list(before) != list(ds.vocab):
-            raise textlab.UsageError(f"the data's vocabulary differs from the one {run.dir} trained with: a resume "
-                                     "continues on the same tokens",
-                                     hint=f"to fine-tune on it, start a new run with --init {run.dir}")
+    if aux != "none" and mode != "single":
+        raise textlab.UsageError("--aux applies to --mode single (in full mode every position already has a target)")
+    if aux_max_hops is not None and aux != "statements":
+        raise textlab.UsageError("--aux-max-hops applies to --aux statements")
+    last = run.load_checkpoint("last") if run.resumed and run.checkpoint_path("last").exists() else None
+    if last is not None and last.get("vocab") is not None and list(last["vocab"]) != list(ds.vocab):
+        raise textlab.UsageError(f"the data's vocabulary differs from the one {run.dir} trained with: a resume "
+                                 "continues on the same tokens",
+                                 hint=f"to fine-tune on it, start a new run with --init {run.dir}")
     spec = textlab.registry().model(TASK, model)
     start = None
     if init is not None:
-        start = textlab.open_artifact(init)
-        if start.task != TASK or start.model_name != model:
-            raise textlab.CheckpointError(f"--init {init} holds a {start.task} {start.model_name!r} model, not a "
-                                          f"{TASK} {model!r} one")
-        sizes = {k: v for k, v in start.config.items() if k not in ("vocab_size", "pad_id")}
+        if last is not None:  # resuming a fine-tuning run: its own checkpoint has the sizes and the weights
+            base = last.get("config") or {}
+        else:
+            start = textlab.open_artifact(init)
+            if start.task != TASK or start.model_name != model:
+                raise textlab.CheckpointError(f"--init {init} holds a {start.task} {start.model_name!r} model, not a "
+                                              f"{TASK} {model!r} one")
+            base = start.config
+        sizes = {k: v for k, v in base.items() if k not in ("vocab_size", "pad_id")}
         for key, value in (("dim", dim), ("heads", heads), ("core", core)):
             if value is not None and value != sizes.get(key):
                 raise textlab.UsageError(f"--{key} {value} differs from the --init model's {sizes.get(key)}")
@@ -218,7 +225,7 @@ def train(
                        ("heads", heads), ("core", core)):
         if value is not None:
             sizes[key] = value
-    if start is not None:  # the architecture options are the checkpoint's too
+    if init is not None:  # the architecture options are the checkpoint's too
         injection, norm, state_scale, coda_norm, token_mix = (
             sizes.pop(k, d) for k, d in (("injection", injection), ("norm", norm), ("state_scale", state_scale),
                                          ("coda_norm", coda_norm), ("token_mix", token_mix)))
@@ -229,7 +236,7 @@ def train(
         raise textlab.UsageError(f"--start-difficulty {start_difficulty} is above the largest training difficulty "
                                  f"({ds.train_max_difficulty()})")
     net = spec.build(config, ds.vocab)
-    if start is not None and not run.resumed:  # a resumed run loads its own last.pt instead
+    if start is not None:
         from .model import load_matched
 
         kept = load_matched(net, start, ds.vocab)
@@ -239,17 +246,13 @@ def train(
                              log_every=min(20, eval_every), valid_max=valid_max, curriculum=curriculum,
                              promote_at=promote_at, start_difficulty=start_difficulty,
                              fixed_recurrence=fixed_recurrence, aux=aux, aux_weight=aux_weight)
-    if aux != "none" and mode != "single":
-        raise textlab.UsageError("--aux applies to --mode single (in full mode every position already has a target)")
-    if aux_max_hops is not None and aux != "statements":
-        raise textlab.UsageError("--aux-max-hops applies to --aux statements")
     aux_tensor = aux_targets(ds.splits["train"], ds.vocab, aux_max_hops) if aux == "statements" else None
     source = textlab.resolve(TASK, data)
     data_ref = str(source.path.resolve()) if source.kind == "local" else data
     extra = {"data": data_ref, "mode": mode, "fixed_recurrence": fixed_recurrence,
              "train_max_difficulty": ds.train_max_difficulty(), "answer_classes": ds.answer_classes(),
              "parameters": net.num_parameters(), "looped": bool(getattr(net, "looped", False)), "aux": aux,
-             "aux_max_hops": aux_max_hops, "init": str(start.path) if start is not None else None}
+             "aux_max_hops": aux_max_hops, "init": init}
     textlab.status(f"{model}: {net.num_parameters():,} parameters, h={config.dim}, "
                    f"layers ({config.prelude},{config.core},{config.coda}), "
                    + (f"r = {fixed_recurrence} (fixed)" if fixed_recurrence else
