@@ -117,6 +117,13 @@ def plot_curves(path: Path, runs: dict[str, dict]) -> None:
     ax.axhline(0.9, ls=":", color="grey", lw=0.8)
     ax.set_xlabel("training seconds")
     ax.set_ylabel("validation answer accuracy, in distribution")
+    finish_plot(fig, ax, path)
+
+
+def finish_plot(fig, ax, path: Path) -> None:
+    """An accuracy plot's common end (also benchmarks/recrnn_long.py): 0..1 axis, grid, legend, PNG."""
+    import matplotlib.pyplot as plt
+
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -27,14 +27,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from recrnn import RESULTS, curve, load, textlab, time_to  # noqa: E402
+from recrnn import RESULTS, curve, finish_plot, load, textlab, time_to  # noqa: E402
 
 QUERY_MAX = 6  # hops of the training queries
 AUX_MAX = 16  # deepest statement taught by --aux statements
 STEPS = [1, 2, 4, 8, 16, 32, 64]
-PCHASE = ["--task", "pchase", "--chains", "4", "--order", "topological", "--train-max", str(QUERY_MAX)]
+PCHASE = ["--task", "pchase", "--chains", "4", "--order", "topological"]  # + --train-max
 TRAIN = ["--mode", "single", "--batch-size", "32", "--eval-every", "200", "--valid-max", "500", "--promote-at", "0.8",
-         "--aux", "statements", "--aux-max-hops", str(AUX_MAX), "--steps", "1000000"]
+         "--aux", "statements", "--steps", "1000000"]  # + --aux-max-hops
 BANDS = [("0-6 (queried in training)", 0, QUERY_MAX), (f"7-{AUX_MAX} (statement targets only)", QUERY_MAX + 1, AUX_MAX),
          (f"{AUX_MAX + 1}-24", AUX_MAX + 1, 24), ("25-32", 25, 32), ("33-44", 33, 44)]
 QUICK = {"short": 6, "long": 30, "mid": 12, "query": 2, "aux": 4, "n_train": 600, "n_test": 4}
@@ -81,12 +81,7 @@ def plot(path: Path, table: dict, steps: list[int], train_r: int) -> None:
     ax.set_xlabel("recurrence steps at test time (training mean dashed)")
     ax.set_ylabel("test answer accuracy")
     ax.set_title("48-statement programs; guessing a root literal: 0.25 (dotted)", fontsize=9)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_plot(fig, ax, path)
 
 
 def main() -> None:
@@ -115,8 +110,8 @@ def main() -> None:
     mid, long = (q["mid"], q["long"]) if q else (24, 48)
     query_max, aux_max = (q["query"], q["aux"]) if q else (QUERY_MAX, AUX_MAX)
     spec = [("0-2", 0, 2), ("3-4", 3, 4), ("5-28", 5, 28)] if q else BANDS
-    pchase = [*PCHASE[:-1], str(query_max)]
-    train_opts = [*TRAIN[:TRAIN.index("--aux-max-hops") + 1], str(aux_max), *TRAIN[TRAIN.index("--steps"):]]
+    pchase = [*PCHASE, "--train-max", str(query_max)]
+    train_opts = [*TRAIN, "--aux-max-hops", str(aux_max)]
     report: dict = {"quick": args.quick, "budget_seconds": budget, "threads": args.threads,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_start": load(), "query_max": query_max,
                     "aux_max_hops": aux_max, "statements": [mid, long]}

@@ -40,7 +40,6 @@ TOKEN = re.compile(r"<[^<>]*>")
 # Variable names: A-Z, then a-z for programs of more than 26 statements (a program of n statements
 # draws its names from the first max(26, n), so programs of up to 26 statements are unchanged).
 NAMES = [f"<{c}>" for c in string.ascii_uppercase + string.ascii_lowercase]
-MAX_STATEMENTS = len(NAMES)
 _NAME_SET = frozenset(NAMES)
 DIGITS = [f"<{i}>" for i in range(10)]
 OPS = [f"<+{i}>" for i in range(10)] + [f"<-{i}>" for i in range(1, 10)]
