@@ -1,7 +1,8 @@
 """recrnn on chains longer than anything trained: fine-tune a trained run on longer programs, then
 accuracy x test-time steps on chains of up to 44 hops.
 
-    flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/recrnn_long.py --init RUN --budget 2400 --threads 2
+    flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/recrnn_long.py --init RUN --budget 2700 --threads 2
+    flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/recrnn_long.py --init RUN --seed 1   # another fine-tuning seed
     .venv/bin/python benchmarks/recrnn_long.py --quick     # about a minute: trains its own tiny model first
 
 RUN is the single-mode run of benchmarks/recrnn.py (12-statement programs, names A-Z). The stage is
@@ -88,15 +89,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--init", type=Path, help="the run to start from (benchmarks/recrnn.py's single run)")
     ap.add_argument("--quick", action="store_true", help="tiny data, budgets and model (trains its own --init)")
-    ap.add_argument("--budget", type=float, default=None, help="fine-tuning seconds (default 2400, quick 15)")
+    ap.add_argument("--budget", type=float, default=None, help="fine-tuning seconds (default 2700, quick 15)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--n-test", type=int, default=60, help="test programs per difficulty")
     ap.add_argument("--workdir", type=Path, default=None, help="where data and runs go (default: a temporary folder)")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="fine-tuning seed (depth sampler, batch order); data, test and RUN stay the same")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default benchmarks/results/recrnn_long.json (recrnn_long_seedN.json for --seed N > 0)")
     args = ap.parse_args()
     if not args.quick and args.init is None:
         ap.error("--init RUN is needed (the single-mode run of benchmarks/recrnn.py), or --quick")
-    budget = args.budget or (15.0 if args.quick else 2400.0)
+    budget = args.budget or (15.0 if args.quick else 2700.0)
     from rich.console import Console
     from rich.table import Table
 
@@ -114,7 +118,7 @@ def main() -> None:
     train_opts = [*TRAIN, "--aux-max-hops", str(aux_max)]
     report: dict = {"quick": args.quick, "budget_seconds": budget, "threads": args.threads,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_start": load(), "query_max": query_max,
-                    "aux_max_hops": aux_max, "statements": [mid, long]}
+                    "aux_max_hops": aux_max, "statements": [mid, long], "seed": args.seed}
     init = args.init
     if q:  # a tiny model to start from, on short programs
         short = work / "short"
@@ -136,7 +140,8 @@ def main() -> None:
     mix = work / "mix"
     report["train_records"] = mix_folder(mix, [folders[mid], folders[long]], folders[long])
     tuned = textlab(["train", "recrnn", "--data", mix, "--init", init, *train_opts, "--time-budget", str(budget),
-                     *(["--eval-every", "20"] if q else []), *threads, "--name", "long"], env, "fine-tune")
+                     *(["--eval-every", "20"] if q else []), "--seed", str(args.seed), *threads,
+                     "--name", "long"], env, "fine-tune")
     run_dir = Path(tuned["result"]["run"])
     c = curve(run_dir)
     report["fine_tune"] = {"run": str(run_dir), "peak_rss_mib": tuned["peak_rss_mib"],
@@ -167,7 +172,8 @@ def main() -> None:
     report["load_end"] = load()
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / ("recrnn_long_quick.json" if q else "recrnn_long.json")
+    out = args.out or RESULTS / (("recrnn_long_quick" if q else "recrnn_long") + (f"_seed{args.seed}" if args.seed else "")
+                                 + ".json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     plot(out.with_name(out.stem + "_steps.png"), table, steps, 8)
 
