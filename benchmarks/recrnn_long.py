@@ -66,7 +66,7 @@ def bands(ev: dict, spec: list[tuple[str, int, int]]) -> dict:
     return out
 
 
-def plot(path: Path, table: dict, steps: list[int], train_r: int) -> None:
+def plot(path: Path, table: dict, steps: list[int], train_r: int, statements: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +81,7 @@ def plot(path: Path, table: dict, steps: list[int], train_r: int) -> None:
     ax.set_xticks(steps, [str(s) for s in steps])
     ax.set_xlabel("recurrence steps at test time (training mean dashed)")
     ax.set_ylabel("test answer accuracy")
-    ax.set_title("48-statement programs; guessing a root literal: 0.25 (dotted)", fontsize=9)
+    ax.set_title(f"{statements}-statement programs; guessing a root literal: 0.25 (dotted)", fontsize=9)
     finish_plot(fig, ax, path)
 
 
@@ -175,7 +175,7 @@ def main() -> None:
     out = args.out or RESULTS / (("recrnn_long_quick" if q else "recrnn_long") + (f"_seed{args.seed}" if args.seed else "")
                                  + ".json")
     out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(out.with_name(out.stem + "_steps.png"), table, steps, 8)
+    plot(out.with_name(out.stem + "_steps.png"), table, steps, 8, long)
 
     t = Table(title=f"test accuracy by chain length (hops) x steps, {long}-statement programs; training: queries "
                     f"0..{query_max}, statement targets 0..{aux_max}")
