@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,14 @@ def test_corrupt_truncated_foreign(tmp_path):
         load_checkpoint(trunc)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00\x01not a checkpoint at all" * 10)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(garbage)
+    assert "could run code" not in str(info.value)  # corrupt, not dangerous
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4000)))
+    with pytest.raises(CheckpointError, match="not a textlab checkpoint") as info:
+        load_checkpoint(noise)
+    assert "could run code" not in str(info.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weight": torch.zeros(3)}, foreign)  # a plain torch file, not ours
     with pytest.raises(CheckpointError, match="not a textlab checkpoint"):

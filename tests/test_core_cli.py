@@ -201,3 +201,64 @@ def test_python_dash_m_works(toy_env):
     proc = run_textlab(["plugins", "--json"], env=toy_env)
     assert proc.returncode == 0
     assert "toy" in {p["name"] for p in json.loads(proc.stdout)}
+
+
+def test_a_resume_whose_weights_do_not_fit_puts_the_run_back(cli, toy, tmp_path):
+    import torch
+
+    assert cli("train", "toy", "--steps", "20").code == 0
+    run = only_run(tmp_path / "runs")
+    last = run / "checkpoints" / "last.pt"
+    data = torch.load(last, weights_only=True)
+    data["state_dict"]["emb.weight"] = torch.zeros(3, 3)  # as if the options now built another model
+    torch.save(data, last)
+    before = {n: (run / n).read_bytes() for n in ("run.json", "config.json", "metrics.jsonl")}
+    res = cli("train", "--resume", run, "--steps", "30")
+    assert res.code == 1 and len(res.err_lines) == 1, res.err
+    assert "its weights do not fit this model" in res.err and "size mismatch for emb.weight" in res.err
+    assert "this one changed steps" in res.err and "Traceback" not in res.err
+    # nothing lost: status, options and metrics as before the resume
+    assert {n: (run / n).read_bytes() for n in before} == before
+    assert json.loads(before["run.json"])["status"] == "finished"
+
+
+def test_a_resume_keeps_the_seed(cli, toy, tmp_path):
+    assert cli("train", "toy", "--steps", "10").code == 0
+    run = only_run(tmp_path / "runs")
+    before = (run / "run.json").read_bytes()
+    res = cli("train", "--resume", run, "--seed", "5")
+    assert res.code == 2 and len(res.err_lines) == 1 and "keeps the run's seed (0)" in res.err
+    assert (run / "run.json").read_bytes() == before
+
+
+def test_a_resume_after_a_kill_drops_what_the_dead_process_logged_after_last_pt(cli, toy, tmp_path):
+    assert cli("train", "toy", "--steps", "20").code == 0
+    run = only_run(tmp_path / "runs")
+    info = json.loads((run / "run.json").read_text())
+    info["status"] = "running"  # a process killed with -9 never marks its run
+    (run / "run.json").write_text(json.dumps(info))
+    with open(run / "metrics.jsonl", "a") as fh:  # what it logged after its last last.pt, and a torn line
+        fh.write(json.dumps({"step": 25, "epoch": 3.1, "split": "train", "name": "loss", "value": 9.0, "time": 1}) + "\n")
+        fh.write('{"step": 26, "spl')
+    res = cli("train", "--resume", run, "--steps", "30")
+    assert res.code == 0, res.err
+    assert "dropped 2 metric records" in res.err  # the record and the torn line
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line parses: the torn one went too
+    keys = [(r["step"], r["split"], r["name"]) for r in records]
+    assert len(keys) == len(set(keys)) and max(k[0] for k in keys) == 30
+    assert not any(r["value"] == 9.0 for r in records)
+
+
+def test_a_sweep_checks_every_value_before_the_first_run(cli, toy, tmp_path):
+    res = cli("train", "toy", "--steps", "10", "--sweep", "lr=0.1,0.2", "--sweep", "batch_size=8,many")
+    assert res.code == 2 and len(res.err_lines) == 1, res.err
+    assert "--sweep lr=0.1,batch_size=many" in res.err
+    assert not (tmp_path / "runs" / "toy").exists()
+    res = cli("train", "toy", "--sweep", "lr=0.1", "--sweep", "lr=0.2")
+    assert res.code == 2 and "names lr twice" in res.err and len(res.err_lines) == 1
+
+
+def test_artifact_verb_help_for_a_task(cli, toy):
+    res = cli("eval", "toy", "--help")
+    assert res.code == 0 and "--split" in res.out

@@ -147,3 +147,40 @@ def test_vocab_build_encode_suggest(tmp_path):
     with pytest.raises(DataError, match="not valid JSON"):
         Vocab.load(tmp_path / "bad.json")
     assert len(Vocab.build(counts, min_count=2, max_size=3, specials=["<unk>"])) == 3
+
+
+def test_written_files_get_the_umask_permissions_not_0600(tmp_path):
+    import os
+    import stat
+
+    from textlab.data import write_json
+
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+
+
+def test_non_finite_metrics_are_valid_json_and_read_back_as_nan(tmp_path):
+    import json
+    import math
+
+    from textlab.runs import Run, read_metrics
+
+    run = Run.create("toy", "m", {}, runs_dir=str(tmp_path))
+    run.log("valid", {"a": float("nan"), "b": float("inf"), "c": 0.5}, step=1)
+    for line in (run.dir / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    values = {r["name"]: r["value"] for r in read_metrics(run.dir)}
+    assert math.isnan(values["a"]) and math.isnan(values["b"]) and values["c"] == 0.5
+
+
+def test_first_line_cuts_long_messages_at_a_word_with_an_ellipsis():
+    from textlab.errors import first_line
+
+    text = "failed reading zip archive: failed finding central directory " * 5
+    line = first_line(ValueError(text + "\nsecond"), 100)
+    assert len(line) <= 100 and line.endswith("…") and not line.endswith(" …")
+    assert first_line(ValueError("short\nmore")) == "short"

@@ -7,6 +7,7 @@ Layout of the dict inside::
     vocab: anything plain (usually Vocab.to_dict())
     state_dict: {name: tensor}     extra: dict (task-specific plain values and tensors)
     train_state: dict | None       (optimizer, scheduler, step, epoch, RNG...: only in last.pt)
+    run_state: dict                (only in a run's last.pt: metrics_bytes, the size of metrics.jsonl then)
     textlab_version: str
 
 Files are written to a temporary name and renamed. Loading uses
@@ -17,7 +18,6 @@ not ours with one clear line.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: Any, state_dict: dict,
-                    vocab: Any = None, extra: dict | None = None, train_state: dict | None = None) -> Path:
+                    vocab: Any = None, extra: dict | None = None, train_state: dict | None = None,
+                    run_state: dict | None = None) -> Path:
     """Write a checkpoint atomically (temporary file + rename)."""
     import torch
 
@@ -50,8 +51,11 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
         "extra": extra or {},
         "train_state": train_state,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    if run_state is not None:  # the core's own bookkeeping (Run.save_checkpoint): where metrics.jsonl stood
+        payload["run_state"] = run_state
+    from .data import new_temp_file
+
+    tmp = new_temp_file(path)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
@@ -102,10 +106,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "weights_only" in text:
+        if "GLOBAL" in text or "Unsupported global" in text:
             raise CheckpointError(
                 f"refusing to load {path}: it is not a textlab checkpoint (it holds Python objects that could run code)"
             ) from None
+        if "Weights only load failed" in text or "weights_only" in text:
+            # an opcode the safe unpickler does not know: random bytes, or a pickle torch.save did not write
+            raise CheckpointError(f"{path} is not a textlab checkpoint (corrupt, or not written by torch.save)") from None
         raise CheckpointError(f"{path} is not a textlab checkpoint (unreadable: {first_line(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(f"{path} is corrupt or truncated ({first_line(exc)})") from None
@@ -119,6 +126,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         if key not in data:
             raise CheckpointError(f"{path} is missing {key!r}: corrupt or not a textlab checkpoint")
     return data
+
+
+def load_weights(target: Any, state: dict, *, source: str | os.PathLike, hint: str | None = None) -> None:
+    """`target.load_state_dict(state)` (a module or an optimizer); a mismatch is one line, not a traceback.
+
+    torch's message starts with "Error(s) in loading state_dict for X:" and names the problem on the
+    next line; that line (the first missing or unexpected key, or the first size mismatch) is shown.
+    """
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{source}: its weights do not fit this model ({mismatch_detail(exc)})",
+                              hint=hint) from None
+
+
+def mismatch_detail(exc: BaseException) -> str:
+    """The informative part of a `load_state_dict` error."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        detail = lines[1]
+        if detail.startswith(("Missing key(s)", "Unexpected key(s)")):
+            head, _, keys = detail.partition(":")
+            names = [k.strip().strip('".') for k in keys.split(",") if k.strip()]
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            return f"{head.lower()}: {', '.join(names[:3])}{more}"
+        return first_line(ValueError(detail), 160)
+    return first_line(exc, 160)
 
 
 @dataclass
@@ -184,7 +218,7 @@ class Artifact:
             try:
                 model.load_state_dict(self.state_dict)
             except RuntimeError as exc:
-                raise CheckpointError(f"{self.path}: weights do not fit model {self.model_name!r} ({first_line(exc)})") from None
+                raise CheckpointError(f"{self.path}: weights do not fit model {self.model_name!r} ({mismatch_detail(exc)})") from None
             model.eval()
             self._model = model
         return self._model.to(device)

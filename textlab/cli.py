@@ -218,6 +218,12 @@ def _train(ctx: Any, task: TaskSpec, func: Callable[..., Any], options: dict, co
         registry().logger(logger)  # unknown logger: fail before the run directory exists
     seed_everything(common["seed"])
     if _REPLAY.get("resume_dir"):
+        from .data import read_json
+
+        stored_seed = read_json(Path(_REPLAY["resume_dir"]) / "config.json", "config.json").get("seed", common["seed"])
+        if stored_seed != common["seed"]:
+            raise UsageError(f"a resume keeps the run's seed ({stored_seed}): its data order and random "
+                             "state come from it", hint="drop --seed, or start a new run with it")
         run = Run.open(_REPLAY["resume_dir"], resume=True)
         if run.is_main and run.config != config:
             changed = {k: v for k, v in config.items() if run.config.get(k) != v}
@@ -307,7 +313,7 @@ def _invoke(ctx: Any, args: list[str], **replay: Any) -> Any:
 def _sweep(ctx: Any, task: TaskSpec, specs: list[str]) -> Any:
     from .compare import compare_runs
 
-    axes = []
+    axes: list[list[tuple[Any, str]]] = []
     for spec in specs:
         key, eq, values = spec.partition("=")
         param = _find_param(ctx.command, key)
@@ -316,11 +322,13 @@ def _sweep(ctx: Any, task: TaskSpec, specs: list[str]) -> Any:
         if param is None or param.name in RESERVED - {"seed"}:
             names = sorted(p.name for p in ctx.command.params if p.name not in RESERVED)
             raise UsageError(f"--sweep: {task.name} train has no option {key!r}", hint="options: " + ", ".join(names))
+        if any(axis[0][0].name == param.name for axis in axes if axis):
+            raise UsageError(f"--sweep names {param.name} twice", hint=f"give all its values once: --sweep {key}=V1,V2,...")
         axes.append([(param, v.strip()) for v in values.split(",") if v.strip()])
     base = _strip_options(ctx.meta.get("textlab.args", []), {"--sweep"})
     results, dirs = [], []
-    combos = list(itertools.product(*axes))
-    for i, combo in enumerate(combos, 1):
+    runs = []
+    for combo in itertools.product(*axes):
         args = list(base)
         for param, value in combo:
             if getattr(param, "is_flag", False):
@@ -329,7 +337,14 @@ def _sweep(ctx: Any, task: TaskSpec, specs: list[str]) -> Any:
             else:
                 args += [max(param.opts, key=len), value]
         label = ",".join(f"{p.name}={v}" for p, v in combo)
-        status(f"sweep {i}/{len(combos)}: {label}")
+        try:  # every combination parses before the first run starts: a typo in the last value costs nothing
+            with ctx.command.make_context(ctx.info_name, list(args), parent=ctx.parent):
+                pass
+        except _click.exceptions.ClickException as exc:
+            raise UsageError(f"--sweep {label}: {exc.format_message()}") from None
+        runs.append((combo, args, label))
+    for i, (combo, args, label) in enumerate(runs, 1):
+        status(f"sweep {i}/{len(runs)}: {label}")
         try:
             res = _invoke(ctx, args, in_sweep=True, sweep_name=label)
         except Interrupted:
@@ -404,6 +419,9 @@ class VerbGroup(TyperGroup):
         reg = registry()
         if self.kind == "artifact":
             from .checkpoint import open_artifact
+
+            if first in self.commands and any(a in ("--help", "-h") for a in args[1:]) and not Path(first).exists():
+                return first, self.commands[first], args[1:]  # `textlab eval TASK --help`: that task's options
 
             which = "last" if any(a in ("--checkpoint=last",) for a in args) or _after(args, "--checkpoint") == "last" else "best"
             artifact = open_artifact(first, which=which)

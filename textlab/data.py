@@ -89,6 +89,33 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask sets it, which races other threads)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_temp_file(path: Path) -> str:
+    """An empty temporary file beside `path`, with the permissions a plain `open` would give it.
+
+    (`mkstemp` makes it 0600, which the rename would carry over: a group could not read a shared
+    runs folder, a bundle or prepared data.)
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
     """Write to a temporary file beside `path` and rename it into place when done.
@@ -97,8 +124,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = new_temp_file(path)
     try:
         with open(tmp, mode, **kwargs) as fh:
             yield fh

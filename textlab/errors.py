@@ -9,7 +9,14 @@ from __future__ import annotations
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (at most `limit` characters), or its type's name."""
     text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0].strip()
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:(") + "…"
 
 
 class TextlabError(Exception):

@@ -154,8 +154,8 @@ def fit(run: Any, model: Any, optimizer: Any, *,
         ts = ckpt.get("train_state") or {}
         if "loop" not in ts:
             raise TextlabError(f"{run.checkpoint_path('last')} holds no training state; cannot resume")
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ts["optimizer"])
+        run.load_state(model, ckpt["state_dict"])
+        run.load_state(optimizer, ts["optimizer"])
         if scheduler is not None and ts.get("scheduler") is not None:
             scheduler.load_state_dict(ts["scheduler"])
         st.update(ts["loop"])

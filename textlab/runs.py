@@ -14,6 +14,7 @@ Only rank 0 writes; other ranks hold a `Run` whose writes are no-ops.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import signal
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import distributed
-from .data import read_json, write_json
+from .data import atomic_write, read_json, write_json
 from .errors import TextlabError, UsageError
 
 STATUSES = ("running", "finished", "failed", "interrupted")
@@ -61,7 +62,12 @@ class Run:
         self._t0 = time.time()
         self._prior = float(info.get("wall_time") or 0.0)
         self._loggers: list[Any] = []
-        self._wrote = resumed  # a resumed run already holds work
+        # new work written by this process; until then a bad-input error removes a new run, and
+        # puts a resumed one back as it was (run.json, config.json: see `discard`)
+        self._wrote = False
+        self._snapshot: dict[str, bytes] = {}
+        self._died = False  # resumed after a process that ended without marking the run (kill -9)
+        self._trimmed = False
         self._announced = False
         self._handlers: dict[int, Any] = {}
         self._stop_announced = False
@@ -147,7 +153,9 @@ class Run:
         if resume:
             if not (path / "checkpoints" / "last.pt").exists():
                 raise UsageError(f"run {path} has no checkpoints/last.pt to resume from")
+            run._died = info.get("status") == "running"
             if run.is_main:
+                run._snapshot = {n: (path / n).read_bytes() for n in ("run.json", "config.json") if (path / n).exists()}
                 run.info.setdefault("resumes", []).append({"at": _now(), "command": _command_line()})
                 run.info.update(status="running", end=None, pid=os.getpid(), host=socket.gethostname(), error=None)
                 write_json(path / "run.json", run.info)
@@ -213,11 +221,13 @@ class Run:
                 value = value.item()
             if value is None:
                 continue
+            value = float(value)
             records.append({"step": int(step), "epoch": None if epoch is None else round(float(epoch), 4),
-                            "split": split, "name": name, "value": float(value), "time": now})
+                            "split": split, "name": name, "value": value if math.isfinite(value) else None,
+                            "time": now})  # NaN / inf are not JSON: null (read back as NaN)
         with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             for rec in records:
-                fh.write(json.dumps(rec) + "\n")
+                fh.write(json.dumps(rec, allow_nan=False) + "\n")
             fh.flush()
         self.mark_wrote()
         for logger in self._loggers:
@@ -235,6 +245,9 @@ class Run:
         from .checkpoint import save_checkpoint
 
         payload.setdefault("task", self.task)
+        if which == "last":  # where metrics.jsonl stood: a resume after a kill drops what came later
+            log = self.dir / "metrics.jsonl"
+            payload.setdefault("run_state", {"metrics_bytes": log.stat().st_size if log.exists() else 0})
         path = save_checkpoint(self.checkpoint_path(which), **payload)
         self.mark_wrote()
         return path
@@ -242,7 +255,38 @@ class Run:
     def load_checkpoint(self, which: str = "last") -> dict:
         from .checkpoint import load_checkpoint
 
-        return load_checkpoint(self.checkpoint_path(which))
+        data = load_checkpoint(self.checkpoint_path(which))
+        if which == "last" and self.resumed and self._died and not self._trimmed and self.is_main:
+            self._trimmed = True
+            self._trim_metrics((data.get("run_state") or {}).get("metrics_bytes"))
+        return data
+
+    def _trim_metrics(self, size: Any) -> None:
+        """Drop the records a killed process logged after its last.pt: the resumed run logs those steps again."""
+        log = self.dir / "metrics.jsonl"
+        if not isinstance(size, int) or not log.exists() or log.stat().st_size <= size:
+            return
+        with open(log, "rb") as fh:
+            fh.seek(size)
+            dropped = sum(1 for line in fh if line.strip())
+        with open(log, "r+b") as fh:
+            fh.truncate(size)
+        from .console import status
+
+        status(f"dropped {dropped} metric records logged after last.pt by the process that died; "
+               "those steps run again")
+
+    def load_state(self, target: Any, state: dict) -> None:
+        """Load a resumed run's weights (or optimizer state) into `target`.
+
+        A mismatch (a resume whose options build another model) is one line naming what the resume
+        changed; the run is then put back as it was (see `discard`).
+        """
+        from .checkpoint import load_weights
+
+        changed = sorted((self.info.get("resumes") or [{}])[-1].get("changed") or {}) if self.resumed else []
+        hint = "a resume keeps the model and its sizes" + (f"; this one changed {', '.join(changed)}" if changed else "")
+        load_weights(target, state, source=self.checkpoint_path("last"), hint=hint + "; start a new run for other sizes")
 
     # ------------------------------------------------------------------ run.json
     def update(self, **fields: Any) -> None:
@@ -320,8 +364,18 @@ class Run:
         self.update(status=status, end=_now(), error=error)
 
     def discard(self) -> None:
-        """Remove a run that failed before it wrote anything (bad input): nothing half-written."""
+        """Remove a run that failed before it wrote anything (bad input): nothing half-written.
+
+        A resumed run is put back as it was instead: its run.json and config.json as before the
+        resume (status, options), its checkpoints and metrics untouched.
+        """
         self._loggers = []
+        if self.resumed:
+            if self.is_main:
+                for name, data in self._snapshot.items():
+                    with atomic_write(self.dir / name, "wb") as fh:
+                        fh.write(data)
+            return
         if self.is_main:
             import shutil
 
@@ -368,9 +422,12 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(rec, dict) and "value" in rec and rec["value"] is None:
+                rec["value"] = float("nan")  # logged as null: NaN or inf
+            out.append(rec)
     return out
 
 

@@ -151,8 +151,8 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
         ts = ckpt.get("train_state") or {}
         if "recrnn" not in ts:
             raise textlab.CheckpointError(f"{run.checkpoint_path('last')} holds no recrnn training state")
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ts["optimizer"])
+        run.load_state(model, ckpt["state_dict"])
+        run.load_state(optimizer, ts["optimizer"])
         st.update(ts["recrnn"])
         textlab.status(f"resuming {run.dir} at step {st['step']}" +
                        (f" (curriculum level {st['level']})" if st["level"] is not None else ""))
