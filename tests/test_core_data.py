@@ -184,3 +184,25 @@ def test_first_line_cuts_long_messages_at_a_word_with_an_ellipsis():
     line = first_line(ValueError(text + "\nsecond"), 100)
     assert len(line) <= 100 and line.endswith("…") and not line.endswith(" …")
     assert first_line(ValueError("short\nmore")) == "short"
+
+
+def test_fit_without_an_epoch_limit_runs_to_max_steps(tmp_path):
+    import torch
+
+    from textlab.loop import fit
+    from textlab.runs import Run
+
+    x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    net = torch.nn.Linear(3, 2)
+    run = Run.create("toy", "lin", {}, runs_dir=str(tmp_path))
+
+    def step(model, idx):
+        return {"loss": torch.nn.functional.cross_entropy(model(x[idx]), y[idx])}
+
+    kwargs = dict(batches=lambda epoch: [torch.arange(i, i + 16) for i in range(0, 64, 16)], step=step,
+                  meta={"model": "lin", "config": None, "vocab": None}, monitor="train/loss")
+    with run:
+        result = fit(run, net, torch.optim.SGD(net.parameters(), lr=0.1), epochs=None, max_steps=10, **kwargs)
+    assert result.step == 10 and result.epoch == 2  # 4 batches an epoch: past the first two epochs
+    with pytest.raises(ValueError, match="needs max_steps or time_budget"):
+        fit(run, net, torch.optim.SGD(net.parameters(), lr=0.1), epochs=None, **kwargs)

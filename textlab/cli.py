@@ -258,7 +258,9 @@ def _relaunch_under_torchrun(nproc: int) -> Any:
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too; --threads still overrides
     code = subprocess.call(cmd, env=env)
     if code != 0:
-        raise typer.Exit(code)
+        stop = typer.Exit(code)
+        stop.said = True  # the processes printed their own line
+        raise stop
     return {"nproc": nproc, "exit_code": code}
 
 
@@ -717,7 +719,11 @@ def main(argv: list[str] | None = None) -> int:
         clean = True
         return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except Interrupted as exc:
-        error_line(f"interrupted; last.pt is saved. Resume with: textlab train --resume {exc.run_dir}")
+        if (Path(exc.run_dir) / "checkpoints" / "last.pt").exists():
+            error_line(f"interrupted; last.pt is saved. Resume with: textlab train --resume {exc.run_dir}")
+        else:
+            error_line(f"interrupted before the first checkpoint; nothing to resume in {exc.run_dir}: "
+                       "run the command again")
         return 130
     except TextlabError as exc:
         if debug:
@@ -737,7 +743,10 @@ def main(argv: list[str] | None = None) -> int:
         error_line(message)
         return exc.exit_code
     except typer.Exit as exc:
-        return getattr(exc, "exit_code", 0)
+        code = getattr(exc, "exit_code", 0)
+        if code == 130 and not getattr(exc, "said", False):  # typer turns Ctrl-C inside a command (eval, generate...) into Exit(130)
+            error_line("interrupted")
+        return code
     except (typer.Abort, KeyboardInterrupt):
         error_line("aborted")
         return 130

@@ -114,7 +114,7 @@ def fit(run: Any, model: Any, optimizer: Any, *,
         step: Callable[[Any, Any], dict],
         evaluate: Callable[[Any], dict] | None = None,
         meta: dict,
-        epochs: int = 1,
+        epochs: int | None = 1,
         max_steps: int | None = None,
         time_budget: float | None = None,
         eval_every: int | None = None,
@@ -212,7 +212,10 @@ def fit(run: Any, model: Any, optimizer: Any, *,
         return stop
 
     n0 = _length(batches(st["epoch"]))
-    total = max_steps if max_steps else (n0 * epochs if n0 else None)
+    if epochs is None and not (max_steps or time_budget):
+        raise ValueError("fit(epochs=None) needs max_steps or time_budget")
+    limit = math.inf if epochs is None else epochs  # None: until max_steps or the time budget
+    total = max_steps if max_steps else (n0 * epochs if n0 and epochs is not None else None)
     stopped = "done"
     model.train()
     label = description or f"train {run.task}"
@@ -222,7 +225,7 @@ def fit(run: Any, model: Any, optimizer: Any, *,
         stopped = "max_steps"  # a resumed run that had already reached its step count
     with progress(total, label, unit="step") as bar:
         bar.update(completed=st["step"])
-        while st["epoch"] < epochs and stopped == "done":
+        while st["epoch"] < limit and stopped == "done":
             epoch_batches = batches(st["epoch"])
             n = _length(epoch_batches)
             points = set()
@@ -256,6 +259,9 @@ def fit(run: Any, model: Any, optimizer: Any, *,
                 if now - window[0] > 2:
                     info[f"{unit}/s"] = round(window[1] / (now - window[0]))
                     window[:] = [now, 0.0]
+                    if time_budget:  # the bar's own eta counts steps; this is the budget's
+                        left = max(0, int(time_budget - st["train_time"]))
+                        info["budget left"] = f"{left // 60}:{left % 60:02d}"
                 bar.advance(1, **info)
                 epoch_pos = st["epoch"] + (st["batch"] / n if n else 0)
                 scheduled = (eval_every and st["step"] % eval_every == 0) or (st["batch"] in points)
