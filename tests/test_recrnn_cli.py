@@ -101,12 +101,24 @@ def test_train_eval_single_mode_end_to_end(cli, tmp_path, folder):
     theirs = [Path(f) for f in json.loads(res.out)["files"]]
     assert theirs[0].parent.parent == files[0].parent and theirs[0].parent.name.startswith("vc-other-")
     assert all(f.exists() for f in theirs) and files[0].read_bytes() == before
+    # another split or --limit: files of their own, the test table stays
+    res = cli("eval", run, "--split", "valid", "--limit", "2", "--steps", "1", "--json")
+    assert res.code == 0, res.err
+    assert Path(json.loads(res.out)["files"][0]).name == "recrnn_steps-valid-limit2.json"
+    assert files[0].read_bytes() == before
     res = cli("eval", run, "--exit", "kl", "--exit-threshold", "5e-4", "--max-steps", "6", "--json")
     assert res.code == 0, res.err
     rows = json.loads(res.out)["rows"]
     assert sum(rows["all"]["histogram"].values()) == 60
     assert all(1 <= int(k) <= 6 for k in rows["all"]["histogram"])
     assert rows["ood"]["n"] == 24 and "d3" in rows
+
+
+def test_train_metrics_every_20_steps_of_the_global_count_and_at_evaluations(cli, folder):
+    res = cli("train", "recrnn", "--data", folder, "--steps", "60", *FAST, "--eval-every", "25", "--json")
+    assert res.code == 0, res.err
+    records = [json.loads(line) for line in (Path(json.loads(res.out)["run"]) / "metrics.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in records if r["split"] == "train"}) == [20, 25, 40, 50, 60]
 
 
 def test_kl_exit_thresholds_bound_the_exit_step(cli, folder):
@@ -286,6 +298,7 @@ def test_bad_input_is_one_line(cli, tmp_path, folder):
         (("prep", "recrnn", "--out", tmp_path / "x", "--statements", "5", "--chains", "4", "--train-max", "3"), 2,
          "needs at least 7 statements"),
         (("analyze", "recrnn", "--data", tmp_path / "missing"), 2, "no such file or folder"),
+        (("train", "recrnn", "--model", "baseline", "--fixed-recurrence", "3"), 2, "applies to the looped model"),
     ]
     for args, code, text in cases:
         res = cli(*args)
@@ -296,6 +309,8 @@ def test_bad_input_is_one_line(cli, tmp_path, folder):
     assert cli("train", "recrnn", "--data", folder, "--steps", "2", *FAST).code == 0
     run = runs_of(Path("runs"))[0]
     for args, text in (((run, "--steps", "1,x"), "--steps"), ((run, "--steps", "0"), "--steps"),
+                       ((run, "--steps", "1,,2"), "--steps"), ((run, "--steps", "1,2,"), "--steps"),
+                       ((run, "--exit", "kl", "--min-steps", "10", "--max-steps", "4"), "above --max-steps"),
                        ((run, "--data", other), "vocabulary"), ((run, "--split", "dev"), "--split")):
         res = cli("eval", *args)
         assert res.code == 2 and len(res.err_lines) == 1 and text in res.err, (args, res.err)

@@ -140,7 +140,14 @@ def test_grokked_style_folders():
         if len(t) == 5:  # inferred: the two-hop tail
             assert graph[(graph[(t[0], t[1])], t[2])] == t[3]
     cmp_ = D.make_comparison_folder(seed=0, entities=40, attributes=3, phi=1.0, test_size=10)
-    assert {r["type"] for r in cmp_["valid"]} == {"test_inferred_ood"}
+    # valid (which picks best.pt) holds inferred facts of both kinds, none of them in test or train
+    bigger = D.make_composition_folder(seed=0, entities=300, relations=12, out_degree=4, phi=2.0, test_size=20)
+    for folder in (bigger, cmp_):
+        assert {r["type"] for r in folder["valid"]} == {"valid_inferred_iid", "valid_inferred_ood"}
+        held = {r["input_text"] for r in folder["valid"]}
+        assert not held & {r["input_text"] for r in folder["test"]}
+        assert not held & {r["input_text"] for r in folder["train"]}
+        assert {"test_inferred_iid", "test_inferred_ood"} <= {r["type"] for r in folder["test"]}
     for r in cmp_["train"][:200]:
         assert r["target_text"].startswith(r["input_text"]) and r["target_text"].endswith("</a>")
     assert D.make_comparison_folder(seed=0, entities=40, attributes=3, phi=1.0, test_size=10) == cmp_

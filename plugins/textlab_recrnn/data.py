@@ -263,11 +263,14 @@ def make_composition_folder(*, seed: int, entities: int = 2000, relations: int =
     train_inf = rng.sample(train_inf, min(n_inf, len(train_inf)))
     choose = lambda xs, k: rng.sample(xs, min(k, len(xs)))  # noqa: E731
     train = id_atomic + ood_atomic + [item(t, a, "train_inferred") for t, a in train_inf]
+    iid_test, iid_valid = _hold_out(rng, test_iid, test_size)
+    ood_test, ood_valid = _hold_out(rng, test_ood, test_size)
     probes = (choose(id_atomic, test_size) + choose(ood_atomic, test_size)
               + [item(t, a, "train_inferred") for t, a in choose(train_inf, test_size)]
-              + [item(t, a, "test_inferred_iid") for t, a in choose(test_iid, test_size)]
-              + [item(t, a, "test_inferred_ood") for t, a in choose(test_ood, test_size)])
-    valid = [r for r in probes if r["type"] == "test_inferred_ood"]
+              + [item(t, a, "test_inferred_iid") for t, a in iid_test]
+              + [item(t, a, "test_inferred_ood") for t, a in ood_test])
+    valid = ([item(t, a, "valid_inferred_iid") for t, a in iid_valid]
+             + [item(t, a, "valid_inferred_ood") for t, a in ood_valid])
     vocab = ent + rel + ["<mask>", "<sep>", "<a>", END, "<q>", "</q>"]
     return {"train": train, "valid": valid, "test": probes, "vocab": vocab}
 
@@ -312,26 +315,53 @@ def make_comparison_folder(*, seed: int, entities: int = 1000, attributes: int =
         e1, e2 = rng.sample(pool, 2)
         return e1, e2
 
-    while len(train_inf) < n_train or len(test_iid) < test_size:
+    valid_iid, valid_ood = [], []
+    held = 2 * test_size  # inferred iid facts for test and valid (disjoint: valid picks best.pt)
+    tries = 0
+    while len(train_inf) < n_train or len(test_iid) + len(valid_iid) < held:
+        tries += 1
+        if tries > 50 * (n_train + held) + 1000:
+            break  # too few id pairs for all of it (tiny --entities)
         a, ids, _ = rng.choice(pools)
+        if len(ids) < 2:
+            continue
         e1, e2 = sample_pair(ids)
         if (a, e1, e2) in seen:
             continue
         seen.add((a, e1, e2))
-        if len(test_iid) < test_size and rng.random() < 0.1:
-            test_iid.append(inferred(a, e1, e2, "test_inferred_iid"))
+        if len(test_iid) + len(valid_iid) < held and rng.random() < 0.1:
+            if len(test_iid) <= len(valid_iid):
+                test_iid.append(inferred(a, e1, e2, "test_inferred_iid"))
+            else:
+                valid_iid.append(inferred(a, e1, e2, "valid_inferred_iid"))
         elif len(train_inf) < n_train:
             train_inf.append(inferred(a, e1, e2, "train_inferred"))
-    for _ in range(test_size):
+    for i in range(2 * test_size):
         a, _, oods = rng.choice(pools)
         if len(oods) >= 2:
-            test_ood.append(inferred(a, *sample_pair(oods), "test_inferred_ood"))
+            e1, e2 = sample_pair(oods)
+            if (a, e1, e2) in seen:
+                continue
+            seen.add((a, e1, e2))
+            if i % 2 == 0:
+                test_ood.append(inferred(a, e1, e2, "test_inferred_ood"))
+            else:
+                valid_ood.append(inferred(a, e1, e2, "valid_inferred_ood"))
     choose = lambda xs, k: rng.sample(xs, min(k, len(xs)))  # noqa: E731
     probes = test_ood + choose(id_atomic, test_size) + choose(ood_atomic, test_size) + test_iid \
         + choose(train_inf, test_size)
     vocab = ent + att + [f"<{v}>" for v in range(values)] + ["<mask>", "<sep>", "<a>", END, "<q>", "</q>"] \
         + [f"<attr_{a}_{i}>" for a in range(attributes) for i in range(3)]
-    return {"train": id_atomic + ood_atomic + train_inf, "valid": test_ood, "test": probes, "vocab": vocab}
+    return {"train": id_atomic + ood_atomic + train_inf, "valid": valid_iid + valid_ood, "test": probes, "vocab": vocab}
+
+
+def _hold_out(rng: random.Random, pool: list, size: int) -> tuple[list, list]:
+    """`size` items for test and up to `size` others for valid; a small pool is split in half."""
+    items = rng.sample(pool, len(pool))
+    if len(items) >= 2 * size:
+        return items[:size], items[size:2 * size]
+    half = (len(items) + 1) // 2
+    return items[:half], items[half:]
 
 
 def sample_split(split: str) -> list[dict]:
@@ -359,7 +389,7 @@ def write_folder(out: Path, splits: dict[str, Any], info: dict) -> dict[str, int
 
 
 # ============================================================================ loading
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity (tensors have no useful ==); train caches per split
 class Split:
     """One encoded split: padded full sequences and where each answer is."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -64,12 +65,16 @@ def run_eval(artifact: textlab.Artifact, *, steps: list[int], data: str | None, 
     ood = ds.is_ood(sp)
     chance = 1 / ds.answer_classes()
     out_dir = artifact.output_dir("eval", data=data)
+    # another split, checkpoint or --limit gets files of its own instead of replacing the test table
+    tag = "".join(f"-{p}" for p in (split if split != "test" else None,
+                                     Path(artifact.path).stem if Path(artifact.path).stem != "best" else None,
+                                     f"limit{limit}" if limit else None) if p)
     label = f"{artifact.model_name} ({artifact.extra.get('mode', '?')} mode, " + \
         (f"fixed r={train_r})" if artifact.extra.get("fixed_recurrence") else f"mean r={train_r})")
     if exit == "kl":
         return _exit_report(model, sp, groups, names, ood, chance, out_dir, label, max_steps=max_steps,
                             threshold=exit_threshold, min_steps=min_steps, state_seed=state_seed, batch_size=batch_size,
-                            device=artifact.device, looped=looped)
+                            device=artifact.device, looped=looped, tag=tag)
     with textlab.Timer() as timer:
         res = steps_table(model, sp, steps, batch_size=batch_size, state_seed=state_seed, draws=draws,
                           device=artifact.device)
@@ -96,17 +101,17 @@ def run_eval(artifact: textlab.Artifact, *, steps: list[int], data: str | None, 
         "state_seed": state_seed, "state_draws": draws, "seconds": round(timer.seconds, 3),
         "raw_correct": {str(s): [int(res["correct"][d, j].sum()) for d in range(draws)] for j, s in enumerate(steps)},
     }
-    textlab.write_json(out_dir / "recrnn_steps.json", result)
-    with textlab.atomic_write(out_dir / "recrnn_steps.csv", "w", newline="", encoding="utf-8") as fh:
+    textlab.write_json(out_dir / f"recrnn_steps{tag}.json", result)
+    with textlab.atomic_write(out_dir / f"recrnn_steps{tag}.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["steps", *cols])
         for s in steps:
             w.writerow([s, *(f"{table[str(s)][c]:.4f}" for c in cols)])
     rows = {c: [table[str(s)][c] for s in steps] for c in names}
     errs = {c: [spread[str(s)][c] for s in steps] for c in names} if draws > 1 else None
-    plot_steps(out_dir / "recrnn_steps.png", steps, rows, chance=chance, train_mean=train_r if looped else None,
+    plot_steps(out_dir / f"recrnn_steps{tag}.png", steps, rows, chance=chance, train_mean=train_r if looped else None,
                title=f"{label}: {split} accuracy by difficulty", errors=errs)
-    result["files"] = [str(out_dir / f"recrnn_steps.{x}") for x in ("json", "csv", "png")]
+    result["files"] = [str(out_dir / f"recrnn_steps{tag}.{x}") for x in ("json", "csv", "png")]
     from rich.table import Table
 
     t = Table(title=f"answer accuracy on {split}: rows = recurrence steps, columns = difficulty "
@@ -125,7 +130,7 @@ def run_eval(artifact: textlab.Artifact, *, steps: list[int], data: str | None, 
 
 def _exit_report(model: Any, sp: Split, groups: list[str], names: list[str], ood: list[bool], chance: float,
                  out_dir: Any, label: str, *, max_steps: int, threshold: float, min_steps: int, state_seed: int,
-                 batch_size: int, device: Any, looped: bool) -> dict:
+                 batch_size: int, device: Any, looped: bool, tag: str = "") -> dict:
     with textlab.Timer() as timer:
         res = kl_exit(model, sp, max_steps=max_steps, threshold=threshold, min_steps=min_steps, batch_size=batch_size,
                       state_seed=state_seed, device=device)
@@ -147,10 +152,10 @@ def _exit_report(model: Any, sp: Split, groups: list[str], names: list[str], ood
     result = {"task": "recrnn", "exit": "kl", "threshold": threshold, "max_steps": max_steps, "min_steps": min_steps,
               "looped": looped, "chance": chance, "rows": rows, "seconds": round(timer.seconds, 3),
               "state_seed": state_seed}
-    textlab.write_json(out_dir / "recrnn_exit.json", result)
-    plot_exit(out_dir / "recrnn_exit.png", {n: rows[n]["histogram"] for n in names if n in rows}, max_steps,
+    textlab.write_json(out_dir / f"recrnn_exit{tag}.json", result)
+    plot_exit(out_dir / f"recrnn_exit{tag}.png", {n: rows[n]["histogram"] for n in names if n in rows}, max_steps,
               f"{label}: exit step when KL < {threshold:g}")
-    result["files"] = [str(out_dir / "recrnn_exit.json"), str(out_dir / "recrnn_exit.png")]
+    result["files"] = [str(out_dir / f"recrnn_exit{tag}.json"), str(out_dir / f"recrnn_exit{tag}.png")]
     from rich.table import Table
 
     t = Table(title=f"adaptive exit: KL(p_i-1 || p_i) < {threshold:g}, at most {max_steps} steps (chance {chance:.2f})")

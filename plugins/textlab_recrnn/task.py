@@ -199,6 +199,8 @@ def train(
         raise textlab.UsageError("--aux applies to --mode single (in full mode every position already has a target)")
     if aux_max_hops is not None and aux != "statements":
         raise textlab.UsageError("--aux-max-hops applies to --aux statements")
+    if fixed_recurrence and model == "baseline":
+        raise textlab.UsageError("--fixed-recurrence applies to the looped model; the baseline is one pass of its blocks")
     last = run.load_checkpoint("last") if run.resumed and run.checkpoint_path("last").exists() else None
     if last is not None and last.get("vocab") is not None and list(last["vocab"]) != list(ds.vocab):
         raise textlab.UsageError(f"the data's vocabulary differs from the one {run.dir} trained with: a resume "
@@ -288,11 +290,13 @@ def evaluate(
     if artifact.task != TASK:
         raise textlab.CheckpointError(f"{artifact.path} belongs to task {artifact.task!r}, not {TASK!r}")
     try:
-        step_list = sorted({int(s) for s in steps.split(",") if s.strip()})
+        step_list = sorted({int(s) for s in steps.split(",")})  # an empty item ("1,,2", "1,2,") is an error too
     except ValueError:
         raise textlab.UsageError(f"--steps {steps!r} must be comma-separated positive integers") from None
     if not step_list or step_list[0] < 1:
         raise textlab.UsageError(f"--steps {steps!r} must be comma-separated positive integers")
+    if exit == "kl" and min_steps > max_steps:
+        raise textlab.UsageError(f"--min-steps {min_steps} is above --max-steps {max_steps}")
     return run_eval(artifact, steps=step_list, data=data, split=split, exit=exit, exit_threshold=exit_threshold,
                     max_steps=max_steps, min_steps=min_steps, state_seed=state_seed, draws=state_draws, limit=limit,
                     batch_size=batch_size)

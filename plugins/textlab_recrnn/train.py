@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,16 +68,16 @@ def batch_indices(split: Split, size: int, seed: int, step: int, level: int | No
     return torch.as_tensor(textlab.distributed.shard(idx))
 
 
-_POOLS: dict[int, dict[int, torch.Tensor]] = {}
+_POOLS: "weakref.WeakKeyDictionary[Split, dict[int, torch.Tensor]]" = weakref.WeakKeyDictionary()
 
 
 def _pools(split: Split) -> dict[int, torch.Tensor]:
-    key = id(split)
-    if key not in _POOLS:
+    """Row indices per difficulty, cached while the split lives (not by id(): ids are reused)."""
+    pools = _POOLS.get(split)
+    if pools is None:
         d = torch.tensor(split.difficulty)
-        _POOLS.clear()
-        _POOLS[key] = {int(v): (d == v).nonzero().flatten() for v in d.unique()}
-    return _POOLS[key]
+        pools = _POOLS[split] = {int(v): (d == v).nonzero().flatten() for v in d.unique()}
+    return pools
 
 
 def take(split: Split, idx: torch.Tensor, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,7 +249,7 @@ def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSet
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += 1
             bar.advance(1, loss=round(loss.item(), 4), r=sum(depth))
-            if count >= settings.log_every:
+            if st["step"] % settings.log_every == 0:  # on the global step: a resumed run logs at the same steps
                 flush()
             reason = None
             if settings.time_budget and textlab.distributed.any_true(st["train_time"] >= settings.time_budget):
