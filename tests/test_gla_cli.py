@@ -80,6 +80,8 @@ def test_generate_streams_text(cli, trained):
     assert res.code == 0, res.err
     assert res.out.startswith("The history of") and len(res.out.rstrip("\n")) == len("The history of") + 80
     assert "characters/s" in res.err and "state" in res.err
+    # d 32, 1 layer, 2 heads: a state of 2 x 8 x 16 float32 = 1,024 bytes, not "0 KiB"
+    assert "state 1.0 KiB" in res.err, res.err
     a = json.loads(cli("generate", trained, "The", "--max-new", "30", "--sampling-seed", "4", "--json").out)
     b = json.loads(cli("generate", trained, "The", "--max-new", "30", "--sampling-seed", "4", "--json").out)
     assert a["text"] == b["text"] and len(a["text"]) == 30
@@ -97,8 +99,16 @@ def test_prompt_with_unknown_characters(cli, trained):
     assert res.code == 0 and json.loads(res.out)["prompt"] == "Caf"
 
 
+def test_state_sizes_read_sensibly():
+    from textlab_gla.task import format_bytes
+
+    assert format_bytes(0) == "0 bytes" and format_bytes(640) == "640 bytes"
+    assert format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 2 ** 20) == "3.0 MiB"
+
+
 def test_transformer_trains_evaluates_and_generates(cli, tmp_path):
-    res = cli("train", "gla", *TINY, "--model", "transformer", "--steps", "20")
+    # GLA's chunk options do not apply to the Transformer: no check on them (20 is no multiple of 8)
+    res = cli("train", "gla", *TINY, "--model", "transformer", "--steps", "20", "--chunk-size", "20", "--sub-chunk", "8")
     assert res.code == 0, res.err
     run = only_run(tmp_path / "runs")
     assert run.name.endswith("-transformer")
@@ -108,11 +118,21 @@ def test_transformer_trains_evaluates_and_generates(cli, tmp_path):
     assert res.code == 2 and len(res.err_lines) == 1 and "only for --model gla" in res.err
 
 
-def test_time_budget_stops_training(cli, tmp_path):
+def test_time_budget_stops_training(cli, tmp_path, monkeypatch):
+    import textlab
+
+    seen, fit = [], textlab.fit
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["epochs"])
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(textlab, "fit", spy)
     res = cli("train", "gla", *TINY, "--time-budget", "2s", "--json")
     assert res.code == 0, res.err
     out = json.loads(res.out)
     assert out["result"]["stopped"] == "time_budget" and out["result"]["steps"] >= 1
+    assert seen == [None]  # no epoch limit (not 10**9 epochs, which gave the progress bar a bogus total)
 
 
 def test_resume_continues_exactly(cli, tmp_path):

@@ -211,9 +211,18 @@ def generate(artifact: textlab.Artifact,
     rate = stats.rate()
     textlab.status(f"{stats.new_chars} characters in {stats.decode_s:.2f} s ({rate or 0:,.0f} characters/s); "
                    f"prompt of {stats.prompt_chars} read in {stats.prefill_s * 1000:.0f} ms; "
-                   f"{'state' if artifact.model_name == 'gla' else 'KV cache'} {stats.cache_bytes / 1024:,.0f} KiB")
+                   f"{'state' if artifact.model_name == 'gla' else 'KV cache'} {format_bytes(stats.cache_bytes)}")
     return {"model": artifact.model_name, "prompt": gdata.decode(ids.tolist(), voc), "text": gdata.decode(new, voc),
             "chars_per_s": rate, "prefill_ms": stats.prefill_s * 1000, "cache_bytes": stats.cache_bytes}
+
+
+def format_bytes(n: int) -> str:
+    """1,000 bytes, 12.5 KiB, 3.2 MiB: never '0 KiB' for a small state."""
+    if n < 1024:
+        return f"{n:,} bytes"
+    if n < 1024 ** 2:
+        return f"{n / 1024:,.1f} KiB"
+    return f"{n / 1024 ** 2:,.1f} MiB"
 
 
 # ============================================================================ hooks

@@ -182,7 +182,7 @@ def train_lm(run: textlab.Run, *, data: str, model: str, d_model: int, layers: i
              min_count: int, chunk_size: int, sub_chunk: int, tie_embeddings: bool) -> dict:
     """Train `model` on the characters of `data` with the shared loop (see the task's train verb)."""
     budget = parse_duration(time_budget)
-    if sub_chunk < 1 or chunk_size % sub_chunk:
+    if model == "gla" and (sub_chunk < 1 or chunk_size % sub_chunk):  # the Transformer has no chunks
         raise textlab.UsageError(f"--chunk-size {chunk_size} must be a multiple of --sub-chunk {sub_chunk}")
     spec, config = model_config(model, 0, d_model=d_model, layers=layers, heads=heads, chunk_size=chunk_size,
                                 sub_chunk=sub_chunk, tie_embeddings=tie_embeddings)
@@ -210,9 +210,9 @@ def train_lm(run: textlab.Run, *, data: str, model: str, d_model: int, layers: i
                    f"train {len(train_ids):,} / valid {len(valid_ids):,} characters")
 
     per_epoch = len(gdata.window_starts(len(train_ids), seq_len, run.seed, 0)) // batch_size
-    if epochs is None:
-        epochs = 10 ** 9 if (steps or budget) else 1
-    total_steps = steps or (None if budget else epochs * per_epoch)
+    if epochs is None and not (steps or budget):
+        epochs = 1  # the default: one pass; with --steps or --time-budget, no epoch limit (None)
+    total_steps = steps or (epochs * per_epoch if epochs else None)
     optimizer = optimizer_for(net, lr, weight_decay)
     schedule = Schedule(optimizer, lr, warmup, min_lr_ratio, total_steps, budget)
 
