@@ -262,3 +262,24 @@ def test_a_sweep_checks_every_value_before_the_first_run(cli, toy, tmp_path):
 def test_artifact_verb_help_for_a_task(cli, toy):
     res = cli("eval", "toy", "--help")
     assert res.code == 0 and "--split" in res.out
+
+
+def test_ctrl_c_inside_an_artifact_verb_is_one_line(cli, toy, tmp_path, monkeypatch):
+    import textlab
+    from textlab.plugins import registry
+
+    assert cli("train", "toy", "--steps", "10").code == 0
+    run = only_run(tmp_path / "runs")
+
+    def evaluate(artifact):
+        raise KeyboardInterrupt
+
+    evaluate.__annotations__ = {"artifact": textlab.Artifact, "return": dict}  # an artifact verb
+    monkeypatch.setitem(registry().task("toy").verbs, "eval", evaluate)
+    res = cli("eval", run)
+    assert res.code == 130 and res.err_lines == ["error: interrupted"], res.err
+
+
+def test_a_verb_a_plugin_adds_gets_its_help_from_the_plugin(cli):
+    res = cli("export", "--help")
+    assert res.code == 0 and "word2vec format" in res.out and "added by: word2vec" in res.out

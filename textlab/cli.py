@@ -258,13 +258,13 @@ def _relaunch_under_torchrun(nproc: int) -> Any:
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too; --threads still overrides
     code = subprocess.call(cmd, env=env)
     if code != 0:
-        stop = typer.Exit(code)
-        stop.said = True  # the processes printed their own line
-        raise stop
+        _ARGV_SAID[0] = True  # the processes printed their own line
+        raise typer.Exit(code)
     return {"nproc": nproc, "exit_code": code}
 
 
 _ARGV: list[str] = []
+_ARGV_SAID = [False]
 
 
 class Interrupted(Exception):
@@ -672,8 +672,11 @@ def build_app() -> Any:
     for verb, kind in reg.verbs().items():
         if verb in CORE_COMMANDS:
             raise PluginError(f"a task adds verb {verb!r}, which is a core command")
+        added = reg.tasks_for(verb)
+        first = (inspect.getdoc(added[0].verbs[verb]) or "").split("\n\n")[0].replace("\n", " ") if added else ""
         sub = typer.Typer(cls=_verb_group(verb, kind), no_args_is_help=True, add_completion=False,
-                          help=VERB_HELP.get(verb, f"'{verb}' (added by a task plugin)."))
+                          help=VERB_HELP.get(verb) or (f"{first} (added by: {', '.join(t.name for t in added)})"
+                                                       if first else f"'{verb}' (added by a task plugin)."))
         for task in reg.tasks_for(verb):
             func = task.verbs[verb]
             got = verb_kind(func)
@@ -715,9 +718,13 @@ def main(argv: list[str] | None = None) -> int:
     clean = False
     try:
         command = build_app()
+        _ARGV_SAID[0] = False
         rv = command.main(args=argv, prog_name="textlab", standalone_mode=False)
         clean = True
-        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        if code == 130 and not _ARGV_SAID[0]:  # typer turns Ctrl-C inside a command (eval, generate...) into 130
+            error_line("interrupted")
+        return code
     except Interrupted as exc:
         if (Path(exc.run_dir) / "checkpoints" / "last.pt").exists():
             error_line(f"interrupted; last.pt is saved. Resume with: textlab train --resume {exc.run_dir}")
@@ -743,10 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         error_line(message)
         return exc.exit_code
     except typer.Exit as exc:
-        code = getattr(exc, "exit_code", 0)
-        if code == 130 and not getattr(exc, "said", False):  # typer turns Ctrl-C inside a command (eval, generate...) into Exit(130)
-            error_line("interrupted")
-        return code
+        return getattr(exc, "exit_code", 0)
     except (typer.Abort, KeyboardInterrupt):
         error_line("aborted")
         return 130
