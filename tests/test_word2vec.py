@@ -252,6 +252,46 @@ def test_resume_continues_to_the_same_vectors(cli, tmp_path):
     assert torch.equal(resumed["state_dict"]["out_vectors"], whole["state_dict"]["out_vectors"])
 
 
+def test_resume_without_data_trains_on_the_runs_own_corpus(cli, tmp_path):
+    """A run started without --data resumes on its own vocabulary, not on whatever was prepared since."""
+    text = tmp_path / "own.txt"
+    text.write_text("".join(line + "\n" for line in D.sample_lines("valid")), encoding="utf-8")
+    assert cli("prep", "word2vec", "--data", text).code == 0
+    assert cli("vocab", "word2vec", "--min-count", "2").code == 0
+    res = cli("train", "word2vec", "--dim", "8", "--epochs", "2", "--threads", "1", "--time-budget", "1e-9",
+              "--name", "cut", "--json")
+    assert res.code == 0, res.err
+    cut = json.loads(res.out)
+    assert cut["result"]["summary"]["stopped"] == "time_budget"
+    assert "textlab train --resume" in res.err and "--time-budget 0" in res.err  # how to go on
+    assert not (Path(cut["run"]) / "checkpoints" / "best.pt").exists()  # best.pt: only complete vectors
+    own = textlab.load_checkpoint(Path(cut["run"]) / "checkpoints" / "last.pt")["extra"]["corpus"]
+    assert cli("train", "word2vec", "--data", "sample", "--min-count", "3", "--dim", "8", "--threads", "1").code == 0
+    # the stored budget is spent: one line saying how to continue, and the run is left as it was
+    _one_line(cli("train", "--resume", cut["run"]), 2, "time-budget", "--time-budget 0")
+    res = cli("train", "--resume", cut["run"], "--time-budget", "0", "--json")
+    assert res.code == 0, res.err
+    best = textlab.load_checkpoint(Path(cut["run"]) / "checkpoints" / "best.pt")
+    assert best["extra"]["corpus"]["vocab_fingerprint"] == own["vocab_fingerprint"]
+    assert best["extra"]["corpus"]["source"] == str(text)
+
+
+def test_an_unreadable_latest_step_does_not_stop_steps_that_do_not_need_it(cli, tmp_path):
+    out = tmp_path / "work"
+    assert cli("prep", "word2vec", "--data", "sample", "--out", out).code == 0
+    assert cli("vocab", "word2vec", "--data", out, "--out", out, "--min-count", "3").code == 0
+    (out / "vocab-info.json").write_text("{", encoding="utf-8")  # latest.json names this folder
+    res = cli("train", "word2vec", "--data", "sample", "--min-count", "3", "--dim", "8", "--threads", "1")
+    assert res.code == 0, res.err
+    assert sum("ignoring the last vocab step" in line for line in res.err_lines) == 1
+    res = cli("vocab", "word2vec", "--json")  # no --data: the last prep step, readable, is what it needs
+    assert res.code == 0, res.err
+    (out / "prep-info.json").write_text("[]", encoding="utf-8")
+    res = cli("vocab", "word2vec", "--json")  # now the step it needs is unreadable: one line
+    assert res.code == 2 and len(res.err_lines) == 1 and "the last prep step cannot be read" in res.err, res.err
+    assert cli("vocab", "word2vec", "--data", "sample", "--min-count", "3").code == 0
+
+
 def test_ctrl_c_saves_last_pt_and_marks_the_run_interrupted(tmp_path):
     import signal
     import subprocess

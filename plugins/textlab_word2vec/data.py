@@ -230,8 +230,8 @@ def _latest_path() -> Path:
     return textlab.textlab_home() / TASK / "latest.json"
 
 
-def latest(kind: str) -> Step | None:
-    """The folder the last `kind` step wrote or used (None if there is none)."""
+def latest_dir(kind: str) -> Path | None:
+    """The folder latest.json names for `kind` (not read; None if there is none)."""
     path = _latest_path()
     if not path.exists():
         return None
@@ -239,7 +239,31 @@ def latest(kind: str) -> Step | None:
         folder = textlab.read_json(path, "latest.json").get(kind)
     except (DataError, AttributeError):
         return None
-    return read_step(kind, Path(folder)) if folder and Path(folder).is_dir() else None
+    return Path(folder) if isinstance(folder, str) and folder and Path(folder).is_dir() else None
+
+
+_NOTED: set = set()
+
+
+def latest(kind: str, *, required: bool = False) -> Step | None:
+    """The folder the last `kind` step wrote or used (None if there is none).
+
+    A folder whose info file cannot be read counts as none: with `required` (the step has
+    nothing else to work on) that is the one error line; otherwise one note, and the caller
+    goes on without it (explicit --data or --resume never depend on it)."""
+    folder = latest_dir(kind)
+    if folder is None:
+        return None
+    try:
+        return read_step(kind, folder)
+    except DataError as exc:
+        if required:
+            raise DataError(f"the last {kind} step cannot be read: {exc.message}",
+                            hint=f"pass --data, or run 'textlab {kind} word2vec' again") from None
+        if (kind, str(folder)) not in _NOTED:
+            _NOTED.add((kind, str(folder)))
+            textlab.status(f"note: ignoring the last {kind} step: {exc.message}")
+        return None
 
 
 def remember(step: Step) -> None:
@@ -264,9 +288,11 @@ def find_step(kind: str, parent: str, given: dict) -> Step | None:
             step = _quiet_read(kind, folder)
             if step:
                 candidates.append(step)
-    last = latest(kind)
-    if last:
-        candidates.append(last)
+    folder = latest_dir(kind)
+    if folder is not None and folder.resolve().parent != root.resolve():
+        last = latest(kind)  # an --out folder: only latest.json knows it (cache folders were read above)
+        if last:
+            candidates.append(last)
     matches = [s for s in candidates if s.info.get("parent") == parent
                and all(s.options.get(k) == v for k, v in given.items() if v is not None)]
     return max(matches, key=lambda s: s.info.get("created", 0), default=None)
@@ -354,7 +380,7 @@ def resolve_prep(data: str | None, *, column: str | None = None, fold_yo: bool |
     """
     given = _given({"column": column, "fold_yo": fold_yo})
     if data is None:
-        step = latest("prep")
+        step = latest("prep", required=True)
         if step is None:
             raise DataError("no prepared corpus yet", hint="run 'textlab prep word2vec --data FILE' first, or pass --data")
         return step
@@ -384,6 +410,22 @@ def parent_step(kind: str, step: Step) -> Step | None:
     for folder in folders:
         found = _quiet_read(kind, folder) if folder.is_dir() else None
         if found and found.fingerprint == key:
+            return found
+    return None
+
+
+def stored_step(kind: str, folder: str | None, fingerprint: str | None, parent: str | None = None) -> Step | None:
+    """The finished `kind` step a checkpoint recorded: in `folder`, else in the cache by fingerprint.
+
+    Matched by `fingerprint`, or (older checkpoints recorded none for pairs) by `parent`."""
+    if not fingerprint and not parent:
+        return None
+    folders = [Path(folder)] if folder else []
+    if fingerprint:
+        folders.append(textlab.textlab_home() / TASK / kind / str(fingerprint))
+    for f in folders:
+        found = _quiet_read(kind, f) if f.is_dir() else None
+        if found and (found.fingerprint == fingerprint if fingerprint else found.info.get("parent") == parent):
             return found
     return None
 

@@ -155,7 +155,18 @@ def train(
         backend = "torch" if device.type != "cpu" else "numba"
     if backend == "numba" and device.type != "cpu":
         raise UsageError(f"the numba backend runs on the CPU, not {device}", hint="use --backend torch or --device cpu")
-    if pairs == "shards":
+    ckpt = run.load_checkpoint("last") if run.resumed else None
+    stored = _stored_corpus(ckpt, pairs, min_count) if ckpt is not None and data is None else None
+    if ckpt is not None:  # the run's own window and subsampling, not those of a later 'pairs'
+        trained = (ckpt.get("extra") or {}).get("train") or {}
+        window = window if window is not None else trained.get("window")
+        sample = sample if sample is not None else trained.get("sample")
+    if stored is not None:
+        vocab_step, pair_step = stored
+        if pair_step is not None:
+            window, sample = pair_step.options["window"], pair_step.options["sample"]
+        D.check_window_sample(window, sample)
+    elif pairs == "shards":
         pair_step = D.resolve_pairs(data, window=window, sample=sample, min_count=min_count)
         vocab_step = D.parent_step("vocab", pair_step)
         if vocab_step is None:
@@ -177,11 +188,15 @@ def train(
     vi = vocab_step.info
     meta = checkpoint_meta(corpus, vocab_step, pair_step, opts)
     trainer = Trainer(run, corpus, opts, pair_step)
-    if run.resumed:
-        trainer.load(run.load_checkpoint("last"), vocab_step.fingerprint)
+    if ckpt is not None:
+        trainer.load(ckpt, vocab_step.fingerprint)
         if trainer.state.get("finished") and trainer.state["epoch"] >= epochs:
             textlab.status(f"run {run.dir} has already trained {epochs} epoch(s): nothing to do "
                            "(pass --epochs N to train further)")
+        elif time_budget and trainer.state.get("seconds", 0.0) >= time_budget:
+            raise UsageError(f"the run has spent its --time-budget of {time_budget:g} s "
+                             f"({trainer.state['seconds']:.1f} s of training)",
+                             hint="resume with --time-budget 0 for no limit, or a larger budget: it counts the whole run's training")
     textlab.status(f"corpus {vi.get('source')}: {len(corpus.itos):,} words, {corpus.tokens:,} tokens; window {window}, "
                    f"sample {sample:g}, {negative} negatives ({negatives}), pairs {'on the fly' if pairs == 'fly' else 'from shards'}, "
                    f"{backend} on {opts.workers if backend == 'numba' else 1} thread(s)" + (f" ({device})" if backend == "torch" else ""))
@@ -201,6 +216,27 @@ def train(
         ("checkpoint", result["checkpoint"] + (f", {result['out']}" if result.get("out") else "")),
     ])
     return result
+
+
+def _stored_corpus(ckpt: dict, pairs: str, min_count: int | None) -> tuple[D.Step, D.Step | None]:
+    """A resume without --data: the vocabulary (and pair shards) the run was trained on, as its
+    last.pt records them, not the corpus of the last step run since."""
+    corpus = (ckpt.get("extra") or {}).get("corpus") or {}
+    key = corpus.get("vocab_fingerprint")
+    pair_step = None
+    if pairs == "shards":
+        pair_step = D.stored_step("pairs", corpus.get("pairs_dir"), corpus.get("pairs_fingerprint"), parent=key)
+        if pair_step is None:
+            raise textlab.DataError(f"the pair shards this run was trained on ({corpus.get('pairs_dir')}) are gone",
+                                    hint="resume with --data naming its corpus (or that folder)")
+    vocab_step = D.stored_step("vocab", corpus.get("vocab_dir"), key)
+    if vocab_step is None or not D._vocab_files_ok(vocab_step):
+        raise textlab.DataError(f"the vocabulary this run was trained on ({corpus.get('vocab_dir')}) is gone",
+                                hint=f"resume with --data naming its corpus ({corpus.get('source')})")
+    if min_count is not None and vocab_step.options.get("min_count") != min_count:
+        raise UsageError(f"--min-count {min_count}: the run was trained with min count "
+                         f"{vocab_step.options.get('min_count')}; a resume keeps its vocabulary")
+    return vocab_step, pair_step
 
 
 # ============================================================================ using the vectors

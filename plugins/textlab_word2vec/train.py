@@ -312,13 +312,20 @@ class Trainer:
                         draining = True
         train_s = time.perf_counter() - t_start
         st["seconds"] = seconds_before + train_s
+        if stopping and next_unit is None and not pending:
+            stopping = None  # the units in flight were the last ones: training is complete
         summary = self.summary(train_s, done_before, compile_s, stopped=stopping or "done")
         final = {"loss": summary["loss"], "lr": self.lr_at(st["work"]), "pairs_per_s": summary["pairs_per_s"],
                  "words_per_s": summary["words_per_s"], "effective_words_per_s": summary["effective_words_per_s"]}
         run.log("train", final, step=st["work"], epoch=st["work"] / self.epoch_work)
         if stopping:
-            textlab.status(f"stopped ({stopping}) after {human(st['work'])} of {human(self.total_work)} {unit_name}; "
-                           f"last.pt is saved")
+            done = f"after {human(st['work'])} of {human(self.total_work)} {unit_name}"
+            if stopping == "time_budget":
+                textlab.status(f"stopped at the time budget ({o.time_budget:g} s of training in all) {done}; last.pt is "
+                               f"saved (best.pt once every epoch is done); continue with: textlab train --resume "
+                               f"{run.dir} --time-budget 0")
+            else:
+                textlab.status(f"stopped ({stopping}) {done}; last.pt is saved")
             run.update(stopped=stopping)
             return summary
         st.update(epoch=o.epochs, unit=0, finished=True)
@@ -381,7 +388,8 @@ def checkpoint_meta(corpus: Corpus, vocab_step: Step, pair_step: Step | None, op
             "normalize": {"fold_yo": bool((vi.get("prep_options") or {}).get("fold_yo", False))},
             "corpus": {"source": vi.get("source"), "vocab_dir": str(vocab_step.dir), "vocab_fingerprint": vocab_step.fingerprint,
                        "min_count": vi["options"]["min_count"], "raw_tokens": vi["raw_tokens"], "tokens": vi["tokens"],
-                       "pairs_dir": str(pair_step.dir) if pair_step else None},
+                       "pairs_dir": str(pair_step.dir) if pair_step else None,
+                       "pairs_fingerprint": pair_step.fingerprint if pair_step else None},
             "train": options_dict(opts),
         },
     }
