@@ -206,3 +206,16 @@ def test_fit_without_an_epoch_limit_runs_to_max_steps(tmp_path):
     assert result.step == 10 and result.epoch == 2  # 4 batches an epoch: past the first two epochs
     with pytest.raises(ValueError, match="needs max_steps or time_budget"):
         fit(run, net, torch.optim.SGD(net.parameters(), lr=0.1), epochs=None, **kwargs)
+
+
+def test_compare_never_picks_nan_as_best_and_gives_lr_no_direction(tmp_path):
+    from textlab.compare import _fmt, summarize
+    from textlab.runs import Run
+
+    run = Run.create("toy", "m", {}, runs_dir=str(tmp_path))
+    run.log("train", {"loss": 0.5, "lr": 3e-5}, step=1)
+    run.log("train", {"loss": float("nan"), "lr": 1e-5}, step=2)
+    rows = {r["metric"]: r for r in summarize([run.dir])}
+    assert rows["loss"]["best"] == 0.5 and rows["loss"]["best_step"] == 1
+    assert rows["lr"]["higher_is_better"] is None and rows["lr"]["best"] == 1e-5
+    assert _fmt(3e-5) == "3.00e-05" and _fmt(0.25) == "0.2500"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ def summarize(run_dirs: list[Path]) -> list[dict]:
         for rec in read_metrics(run_dir):
             series[(rec["split"], rec["name"])].append(rec)
         for (split, name), recs in sorted(series.items()):
-            higher = reg.higher_is_better(name, info.get("task"))
-            best = (max if higher else min)(recs, key=lambda r: r["value"])
+            higher = None if name in SETTINGS else reg.higher_is_better(name, info.get("task"))
+            finite = [r for r in recs if math.isfinite(r["value"])] or recs  # NaN (a diverged loss) is never best
+            best = recs[-1] if higher is None else (max if higher else min)(finite, key=lambda r: r["value"])
             rows.append({
                 "run": run_dir.name, "path": str(run_dir), "task": info.get("task"), "model": info.get("model"),
                 "split": split, "metric": name, "best": best["value"], "best_step": best["step"],
@@ -30,6 +32,10 @@ def summarize(run_dirs: list[Path]) -> list[dict]:
                 "higher_is_better": higher,
             })
     return rows
+
+
+# logged values that are settings, not results: no better or worse (best = last)
+SETTINGS = {"lr", "learning_rate"}
 
 
 def table(rows: list[dict]) -> Any:
@@ -40,14 +46,18 @@ def table(rows: list[dict]) -> Any:
         t.add_column(col, justify="right" if col in ("best", "at step", "last") else "left")
     prev = None
     for r in rows:
-        arrow = "↑" if r["higher_is_better"] else "↓"
+        arrow = {True: " ↑", False: " ↓", None: ""}[r["higher_is_better"]]
         t.add_row(r["run"] if r["run"] != prev else "", r["model"] or "" if r["run"] != prev else "", r["split"],
-                  f"{r['metric']} {arrow}", _fmt(r["best"]), str(r["best_step"]), _fmt(r["last"]))
+                  f"{r['metric']}{arrow}", _fmt(r["best"]), str(r["best_step"]), _fmt(r["last"]))
         prev = r["run"]
     return t
 
 
 def _fmt(v: float) -> str:
+    if not math.isfinite(v):
+        return str(v)
+    if v and abs(v) < 1e-3:
+        return f"{v:.2e}"  # a learning rate of 3e-5 is not 0.0000
     return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
