@@ -350,6 +350,23 @@ def test_analogy_on_the_command_line(trained, cli):
     assert not {"king", "man", "woman"} & {n["word"] for n in data["neighbors"]}
 
 
+def test_neighbors_restrict_counts_only_the_restricted_pool(trained, cli):
+    ckpt, _ = trained
+    vec = Vectors.from_artifact(textlab.open_artifact(ckpt))
+    outside, inside = vec.itos[20], vec.itos[0]
+    res = cli("neighbors", ckpt, outside, "-k", "10", "--restrict", "10", "--json")
+    assert res.code == 0, res.err
+    found = [n["word"] for n in json.loads(res.out)["neighbors"]]
+    assert sorted(found) == sorted(vec.itos[:10])  # a query word outside the pool takes no place in it
+    res = cli("neighbors", ckpt, inside, "-k", "10", "--restrict", "10", "--json")
+    found = [n["word"] for n in json.loads(res.out)["neighbors"]]
+    assert sorted(found) == sorted(vec.itos[1:10])
+    title = " ".join(cli("neighbors", ckpt, outside, "-k", "3", "--restrict", "10").out.split())  # rich wraps titles
+    assert f"among the 10 most frequent of {len(vec):,})" in title
+    assert f"among {len(vec):,} words" in " ".join(cli("neighbors", ckpt, outside, "-k", "3").out.split())
+    _one_line(cli("neighbors", ckpt, inside, "--restrict", "1"), 2, "--restrict 1 leaves no word to search")
+
+
 def test_out_of_vocabulary_word_is_one_line_with_the_closest_words(trained, cli):
     ckpt, _ = trained
     res = cli("neighbors", ckpt, "масква")

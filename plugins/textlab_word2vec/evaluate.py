@@ -131,10 +131,13 @@ def nearest(vec: Vectors, positive: list[str], negative: list[str], k: int = 10,
     query = torch.nn.functional.normalize(query, dim=0)
     pool = unit[:restrict] if restrict else unit
     scores = pool @ query
-    for i in ids_pos + ids_neg:
-        if i < len(scores):
-            scores[i] = -math.inf
-    top = torch.topk(scores, min(k, len(scores) - len(set(ids_pos + ids_neg))))
+    inside = {i for i in ids_pos + ids_neg if i < len(scores)}  # query words in the pool are not answers
+    if len(scores) <= len(inside):
+        raise UsageError(f"--restrict {restrict} leaves no word to search: the most frequent "
+                         f"{'word is' if len(scores) == 1 else f'{len(scores):,} words are'} in the query", hint="raise --restrict")
+    for i in inside:
+        scores[i] = -math.inf
+    top = torch.topk(scores, min(k, len(scores) - len(inside)))
     return [(vec.itos[i], float(s), int(vec.counts[i])) for s, i in zip(top.values.tolist(), top.indices.tolist())]
 
 

@@ -254,11 +254,13 @@ def neighbors(
     from .evaluate import Vectors, nearest, parse_queries
 
     vec = Vectors.from_artifact(artifact)
+    pool = f"{len(vec):,} words" if not restrict or restrict >= len(vec) else f"the {restrict:,} most frequent of {len(vec):,}"
     results = []
     for positive, negative in parse_queries(words):
         found = nearest(vec, positive, negative, top, restrict)
         label = " ".join(positive[:1] + [f"+{w}" for w in positive[1:]] + [f"-{w}" for w in negative])
-        table = Table(title=f"neighbours of {label} (cosine; {len(vec):,} words)")
+        title = f"neighbours of {label} (cosine; among {pool})"
+        table = Table(title=title, min_width=len(title) + 2)
         for col, just in (("#", "right"), ("word", "left"), ("cosine", "right"), ("count", "right")):
             table.add_column(col, justify=just)
         for i, (w, cos, count) in enumerate(found, 1):
