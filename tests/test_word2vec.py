@@ -51,6 +51,40 @@ def test_clean_keeps_letters_of_every_script_and_drops_the_rest():
     assert D.clean("и\u0306од") == D.clean("йод") == "йод"
 
 
+def test_fast_clean_gives_what_one_class_of_every_mark_gave():
+    """clean() drops combining marks with two range patterns (fast); the output is the one of the
+    former single class of every Mn character from U+0300 to U+1FFFF."""
+    import random
+    import re
+    import unicodedata
+
+    marks = re.compile("[" + "".join(re.escape(chr(c)) for c in range(0x300, 0x20000)
+                                     if unicodedata.category(chr(c)) == "Mn") + "]")
+
+    def reference(text: str, fold_yo: bool = False) -> str:
+        text = text.lower()
+        if not text.isascii():
+            text = marks.sub("", unicodedata.normalize("NFC", text))
+            if fold_yo:
+                text = text.replace("ё", "е")
+        return D._NON_LETTERS.sub(" ", text).strip()
+
+    tricky = [
+        "Замо́к и за́мок", "е\u0308лка, Ёж, ЁЛКА", "и\u0306од, йод, ЙОД", "Café, cafe\u0301, naïve, nai\u0308ve, Ærø, Łódź",
+        "Ŝtono ĉe ŝi", "a\u0301\u0323\u0300b", "\u0301\u0301leading marks", "ᾅ Ἀθῆναι ἀλήθεια",
+        "देवनागरी हिन्दी", "עִבְרִית", "مُحَمَّد", "ğüşıöç İstanbul", "x\U0001D167y \U00011001z",  # musical and Brahmi marks
+        "emoji 👍🏽 ❤\ufe0f end", "𝐀𝐁𝐂 bold", "tag\U000E0100x", "кто-то, don't, 2024г., №5", "\u00a0\u2003tabs\tand\nlines",
+    ]
+    for text in tricky:
+        for fold in (False, True):
+            assert D.clean(text, fold) == reference(text, fold), text
+    pool = "aéёйЁЙzЖ e\u0301\u0308\u0306\u0300\u0483\u05b0\u0951\U0001D167\U00011001\U0001F44D\ufe0f\U000E0100-,1_'"
+    rng = random.Random(0)
+    for _ in range(2000):
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 12)))
+        assert D.clean(text) == reference(text), ascii(text)
+
+
 def test_query_words_are_cleaned_like_the_corpus(trained):
     ckpt, _ = trained
     vec = Vectors.from_artifact(textlab.open_artifact(ckpt))
