@@ -361,6 +361,30 @@ def test_torch_backend_and_per_pair_negatives_also_learn(cli):
         assert set(found) & {"cat", "horse", "cow", "goat", "sheep"}, (extra, found)
 
 
+def test_torch_backend_honours_shared_negatives():
+    import torch
+
+    from textlab_word2vec.model import window_groups
+
+    # a centre word's window shares one draw; a repeated centre and long runs are cut as the kernels cut them
+    assert window_groups(torch.tensor([3, 3, 3, 5, 5, 3, 3, 3, 3]), 2).tolist() == [0, 0, 1, 2, 2, 3, 3, 4, 4]
+    assert window_groups(torch.tensor([3, 3, 3, 5, 5, 3]), 10).tolist() == [0, 0, 0, 1, 1, 2]
+    assert window_groups(torch.tensor([], dtype=torch.long), 4).tolist() == []
+
+
+def test_torch_backend_trains_differently_with_shared_and_per_pair_negatives(cli):
+    import torch
+
+    vectors = {}
+    for mode in ("shared", "per-pair"):
+        res = cli("train", "word2vec", "--data", "sample", "--min-count", "3", "--dim", "8", "--threads", "1",
+                  "--backend", "torch", "--negatives", mode, "--json")
+        assert res.code == 0, res.err
+        assert f"5 negatives ({mode})" in res.err
+        vectors[mode] = textlab.load_checkpoint(json.loads(res.out)["result"]["checkpoint"])["state_dict"]["in_vectors"]
+    assert not torch.equal(vectors["shared"], vectors["per-pair"])  # the option is not ignored
+
+
 # ============================================================================ neighbours, eval, export
 def test_analogy_syntax():
     assert parse_queries(["москва"]) == [(["москва"], [])]

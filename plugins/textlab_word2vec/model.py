@@ -60,6 +60,23 @@ def torch_negatives(threshold: Any, alias: Any, shape: tuple[int, ...], generato
     return torch.where(threshold[j] >= u, j, alias[j])
 
 
+def window_groups(targets: Any, max_group: int) -> Any:
+    """Group ids of pairs for shared negatives: a run of consecutive pairs with the same target (a
+    centre word's window, as the pairs are made and stored), cut every `max_group` pairs, as the
+    compiled kernels group them. -> int64 [n], 0, 0, 1, ..."""
+    import torch
+
+    n = len(targets)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64, device=targets.device)
+    pos = torch.arange(n, device=targets.device)
+    change = torch.ones(n, dtype=torch.bool, device=targets.device)
+    change[1:] = targets[1:] != targets[:-1]
+    run_start = torch.cummax(torch.where(change, pos, torch.zeros_like(pos)), 0).values
+    starts = change | ((pos - run_start) % max(1, max_group) == 0)
+    return torch.cumsum(starts.long(), 0) - 1
+
+
 def torch_step(syn0: Any, syn1: Any, targets: Any, contexts: Any, negatives: Any, lr: float) -> tuple[float, int]:
     """One batched SGNS step with manual sparse updates (index_add_ into the touched rows).
 

@@ -130,7 +130,8 @@ def train(
     backend: Annotated[Literal["auto", "numba", "torch"], Option(help="numba: compiled CPU kernels; torch: batched "
                                                                       "steps (GPU); auto: numba on CPU, torch on GPU.")] = "auto",
     negatives: Annotated[Literal["shared", "per-pair"], Option(help="shared: one draw of negatives per target word's "
-                                                                   "window (fast); per-pair: word2vec.c's loop.")] = "shared",
+                                                                   "window (faster with numba: fewer rows read); per-pair: "
+                                                                   "word2vec.c's loop. Both backends.")] = "shared",
     batch: Annotated[int, Option(min=1, help="Pairs per step of the torch backend.")] = 4096,
     save_every: Annotated[float, Option(min=0.0, help="Seconds between last.pt checkpoints (0: only at the end).")] = 600.0,
     time_budget: Annotated[float, Option(min=0.0, help="Stop after this many seconds of training, saving last.pt "

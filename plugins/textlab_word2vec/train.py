@@ -153,7 +153,7 @@ class Trainer:
         import numpy as np
         import torch
 
-        from .model import torch_negatives, torch_step
+        from .model import torch_negatives, torch_step, window_groups
 
         t = self._torch_setup()
         kept = 0
@@ -175,10 +175,19 @@ class Trainer:
         n = len(tg_t)
         loss = 0.0
         bs = self.opts.batch
+        shared = None
+        if self.opts.shared_negatives:  # one draw per centre word's window, as the compiled kernels
+            window = self.opts.window if self.pairs is None else int(self.pairs.options["window"])
+            groups = window_groups(tg_t, 2 * window)
+            shared = (groups, torch_negatives(t["threshold"], t["alias"], (int(groups[-1]) + 1 if n else 0,
+                                                                              self.opts.negative), gen))
         for i in range(0, n, bs):
             lr = a0 + (a1 - a0) * i / max(1, n)
             tb, cb = tg_t[i:i + bs], ct_t[i:i + bs]
-            neg = torch_negatives(t["threshold"], t["alias"], (len(tb), self.opts.negative), gen)
+            if shared is not None:
+                neg = shared[1][shared[0][i:i + bs]]
+            else:
+                neg = torch_negatives(t["threshold"], t["alias"], (len(tb), self.opts.negative), gen)
             batch_loss, _ = torch_step(t["syn0"], t["syn1"], tb, cb, neg, lr)
             loss += batch_loss
         return kept, n, loss, n
