@@ -242,6 +242,41 @@ def test_train_lstm_logs_half_epoch_curves_and_eval_reports(cli, tmp_path):
     assert (run / "eval" / "test.json").exists() and (run / "eval" / "confusion_test.png").stat().st_size > 5000
     table = cli("eval", run, "--split", "valid")
     assert table.code == 0 and "confusion matrix" in table.out and "Sci/Tech" in table.out and "(80 rows)" in table.out
+    assert "agnews lstm on valid" in table.out  # the cell, not the model's name (rnn)
+    # last.pt's results go beside best's, never over them
+    best_json = (run / "eval" / "test.json").read_text()
+    for args in ((run / "checkpoints" / "last.pt",), (run, "--checkpoint", "last")):
+        res = cli("eval", *args)
+        assert res.code == 0, res.err
+        assert "agnews lstm (last.pt) on test" in res.out
+        assert (run / "eval" / "test.json").read_text() == best_json
+        assert json.loads((run / "eval" / "test-last.json").read_text())["checkpoint"].endswith("last.pt")
+        assert (run / "eval" / "confusion_test-last.png").exists()
+    # one file named with --data is the test split: all its rows are scored
+    rows = D.make_sample("test")
+    test_file = write_parquet(tmp_path / "mytest.parquet", rows["text"][:120], rows["label"][:120])
+    res = cli("eval", run, "--data", test_file, "--json")
+    assert res.code == 0, res.err
+    rep = json.loads(res.out)
+    assert rep["rows"] == 120 and Path(rep["json"]).parent.parent == run / "eval"
+
+
+def test_a_run_trained_on_one_file_has_no_test_split_but_a_test_file_evaluates_it(cli, tmp_path):
+    rows = D.make_sample("train")
+    one = write_parquet(tmp_path / "all.parquet", rows["text"], rows["label"])
+    res = cli("prep", "agnews", "--data", one)  # one file: the train split only
+    assert res.code == 0 and "train" in res.out, res.err
+    res = cli("train", "agnews", "--data", one, "--threads", "1", "--model", "bow", "--buckets", "2000", "--epochs", "1")
+    assert res.code == 0, res.err
+    (run,) = runs_of(tmp_path / "runs")
+    for args in ((run,), (run, "--data", one)):
+        res = cli("eval", *args)
+        assert res.code == 2 and len(res.err_lines) == 1 and "has no test split" in res.err and "--data TEST_FILE" in res.err
+    assert cli("eval", run, "--split", "valid").code == 0  # valid rows carved from the file, as train did
+    test = D.make_sample("test")
+    res = cli("eval", run, "--data", write_parquet(tmp_path / "t.parquet", test["text"], test["label"]), "--json")
+    assert res.code == 0 and json.loads(res.out)["rows"] == 400, res.err
+    assert "agnews bow on test" in cli("eval", run, "--data", tmp_path / "t.parquet").out
 
 
 def test_bow_model_and_analyze_runs(cli, tmp_path):

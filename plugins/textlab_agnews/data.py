@@ -80,6 +80,11 @@ def resolve(data: str) -> textlab.Source:
     return textlab.resolve("agnews", data)
 
 
+def one_file(source: textlab.Source) -> bool:
+    """Whether `--data` named one local file (a train split only: it has no test split)."""
+    return source.kind == "local" and Path(source.path).is_file()
+
+
 def source_key(source: textlab.Source) -> str:
     """A cache key of the source that does not depend on where local files lie.
 
@@ -124,7 +129,7 @@ def _local_rows(path: Path, split: str) -> dict:
         files = [path]
     else:
         raise textlab.DataError(f"--data {path} is one file, so it has no {split} split",
-                                hint=f"pass a folder with train and {split} files, or the {split} file itself")
+                                hint=f"pass a folder with train and {split} files")
     text: list[str] = []
     label: list[int] = []
     for f in files:

@@ -92,7 +92,8 @@ def run_label(options: dict) -> str:
 def evaluate(
     artifact: textlab.Artifact,
     *,
-    data: Annotated[Optional[str], Option(help="Data to evaluate on (default: what the run trained on). " + DATA_HELP)] = None,
+    data: Annotated[Optional[str], Option(help="Data to evaluate on (default: what the run trained on). " + DATA_HELP +
+                                               " One file here is the test split: all its rows are scored.")] = None,
     split: Annotated[Literal["test", "valid", "train"], Option(help="Which split (the full test split by default).")] = "test",
     batch_size: Annotated[int, Option(min=1, help="Rows per forward pass.")] = 512,
 ) -> dict:
@@ -102,7 +103,7 @@ def evaluate(
     from .train import evaluate_artifact
 
     report = evaluate_artifact(artifact, data=data, split=split, batch_size=batch_size)
-    t = Table(title=f"agnews {report['model']} on {split} ({report['rows']:,} rows): accuracy {report['accuracy']:.4f}, "
+    t = Table(title=f"agnews {report['name']} on {split} ({report['rows']:,} rows): accuracy {report['accuracy']:.4f}, "
                     f"macro F1 {report['macro_f1']:.4f}")
     for col in ("class", "precision", "recall", "F1", "support"):
         t.add_column(col, justify="left" if col == "class" else "right")
@@ -168,7 +169,7 @@ def prep(
     for col in ("split", "rows", "tokens", "distinct words"):
         t.add_column(col, justify="left" if col == "split" else "right")
     out = {}
-    for split in ("train", "test"):
+    for split in ("train",) if D.one_file(source) else ("train", "test"):  # one file: a train split only
         p = D.prepare(source, split)
         out[split] = {"rows": len(p), "tokens": int(p.lengths.sum()), "distinct": len(p.words)}
         t.add_row(split, f"{len(p):,}", f"{out[split]['tokens']:,}", f"{len(p.words):,}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import textlab
+from textlab.checkpoint import same_data
 
 from . import data as D
 
@@ -430,12 +431,19 @@ def evaluate_artifact(artifact: textlab.Artifact, *, data: str | None = None, sp
     if not isinstance(artifact.vocab, dict):
         raise textlab.CheckpointError(f"{artifact.path} holds no vocabulary")
     vocab = textlab.Vocab.from_dict(artifact.vocab)
+    given = data is not None
     data = data or extra.get("data")
     if not data:
         raise textlab.UsageError("this checkpoint does not say which data it was trained on; pass --data")
     source = D.resolve(data)
     if split == "test":
-        enc = D.encode(D.prepare(source, "test"), vocab)
+        if D.one_file(source):  # one file is a train split to train and vocab; to eval --data, the rows to score
+            if not given or same_data(data, extra.get("data")):
+                raise textlab.DataError(f"{source.path} is the one file this run was trained on, so it has no test split",
+                                        hint="pass the test rows with --data TEST_FILE, or a folder with train and test files")
+            enc = D.encode(D.prepare(source, "train"), vocab)  # the file's rows, all of them (prepared as one file is)
+        else:
+            enc = D.encode(D.prepare(source, "test"), vocab)
     else:
         prep = D.prepare(source, "train")
         train_idx, valid_idx = D.split_valid(prep.labels, float(extra.get("valid_fraction", 0.05)),
@@ -446,12 +454,23 @@ def evaluate_artifact(artifact: textlab.Artifact, *, data: str | None = None, sp
     seconds = time.perf_counter() - t0
     report = classification_report(preds, enc.labels, list(extra.get("classes") or D.CLASSES))
     report.update(split=split, data=str(data), loss=loss, rows=len(enc), seconds=round(seconds, 3),
-                  checkpoint=str(artifact.path), model=artifact.model_name)
+                  checkpoint=str(artifact.path), model=artifact.model_name, name=model_label(artifact))
     out = artifact.output_dir("eval", data=data)
-    report["png"] = str(plot_confusion(report, out / f"confusion_{split}.png"))
-    textlab.write_json(out / f"{split}.json", report)
-    report["json"] = str(out / f"{split}.json")
+    # a run's best.pt writes <split>.json; any other of its checkpoints (last.pt) <split>-last.json beside it
+    other = artifact.run_dir is not None and artifact.path.stem != "best"
+    stem = f"{split}-{artifact.path.stem}" if other else split
+    if other:
+        report["name"] += f" ({artifact.path.name})"
+    report["png"] = str(plot_confusion(report, out / f"confusion_{stem}.png"))
+    textlab.write_json(out / f"{stem}.json", report)
+    report["json"] = str(out / f"{stem}.json")
     return report
+
+
+def model_label(artifact: textlab.Artifact) -> str:
+    """What a report calls the model: the recurrent cell of an rnn (lstm, gru, rnn), else the model's name."""
+    cell = artifact.config.get("rnn") if artifact.model_name == "rnn" else None
+    return str(cell) if cell else artifact.model_name
 
 
 def classification_report(preds: Any, labels: Any, classes: list[str]) -> dict:
@@ -490,7 +509,8 @@ def plot_confusion(report: dict, path: Path) -> Path:
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{report.get('model', '')} on {report.get('split', '')}: accuracy {report['accuracy']:.4f}")
+    ax.set_title(f"{report.get('name') or report.get('model', '')} on {report.get('split', '')}: "
+                 f"accuracy {report['accuracy']:.4f}")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
