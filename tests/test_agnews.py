@@ -297,6 +297,15 @@ def test_train_help_lists_the_registered_models(cli):
     assert "bow|rnn" in res.out and "rnn|gru|lstm" in res.out and "max|mean|last" in res.out
 
 
+@pytest.mark.parametrize("verb", ["train", "vocab", "prep", "analyze"])
+def test_valid_fraction_help_states_the_range_it_accepts(cli, verb):
+    text = " ".join(cli(verb, "agnews", "--help").out.split())
+    assert "0<x<1" in text and "0.0<=x<=1.0" not in text
+    for bad in ("0", "1", "-0.1", "x"):
+        res = cli(verb, "agnews", "--data", "sample", "--valid-fraction", bad)
+        assert res.code == 2 and len(res.err_lines) == 1 and "--valid-fraction" in res.err, res.err
+
+
 def test_analyze_dataset_tables_and_pngs(cli, tmp_path):
     res = cli("analyze", "agnews", "--data", "sample", "--thresholds", "1,10,100", "--out", tmp_path / "ana", "--json")
     assert res.code == 0, res.err

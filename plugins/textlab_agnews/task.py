@@ -27,6 +27,22 @@ def _defaults(key: str) -> str:
                                     for m, d in TRAIN_DEFAULTS.items()) + ")"
 
 
+def _fraction(value: str | float) -> float:
+    """--valid-fraction: a share strictly between 0 and 1 (both ends would leave a split empty)."""
+    import typer
+
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise typer.BadParameter(f"{value!r} is not a number") from None
+    if not 0.0 < x < 1.0:
+        raise typer.BadParameter(f"{value} is not in the range 0<x<1")
+    return x
+
+
+FRACTION = {"parser": _fraction, "metavar": "FLOAT"}
+VALID_HELP = "Share of train held out (stratified, seeded)"
+
 DATA_HELP = ("'ag_news' (Hugging Face, the default), a local folder with train/test files, one local file "
              "(parquet/csv/jsonl with text,label; or the classic CSV class,title,description), or 'sample'.")
 
@@ -56,7 +72,7 @@ def train(
                                                         f"{PRETRAINED_EPOCHS} when the embeddings start from --pretrain vectors).")] = None,
     max_len: Annotated[Optional[int], Option(min=1, help=f"Tokens kept per text (its start) {_defaults('max_len')}.")] = None,
     min_count: Annotated[Optional[int], Option(min=1, help=f"Keep words seen at least this often in train {_defaults('min_count')}.")] = None,
-    valid_fraction: Annotated[float, Option(min=0.0, max=1.0, help="Share of train held out (stratified, seeded) to pick the best checkpoint.")] = 0.05,
+    valid_fraction: Annotated[float, Option(**FRACTION, help=f"{VALID_HELP} to pick the best checkpoint. [0<x<1]")] = 0.05,
     init_embeddings: Annotated[Optional[Path], Option(help="Start the embedding layer from a word2vec text file (e.g. exported by the word2vec task).")] = None,
     pretrain: Annotated[str, Option(help="Start the embedding layer from vectors an embedder plugin first learns on the train part's "
                                          "text (valid rows left out): 'auto' (word2vec, if installed, for models whose embedding is a "
@@ -125,7 +141,7 @@ def vocab(
     *,
     data: Annotated[str, Option(help=DATA_HELP)] = "ag_news",
     min_count: Annotated[int, Option(min=1, help="Keep words seen at least this often in the train part.")] = TRAIN_DEFAULTS["rnn"]["min_count"],
-    valid_fraction: Annotated[float, Option(min=0.0, max=1.0, help="Held-out share of train (not counted), as in train.")] = 0.05,
+    valid_fraction: Annotated[float, Option(**FRACTION, help=f"{VALID_HELP}, not counted, as in train. [0<x<1]")] = 0.05,
     show_top: Annotated[int, Option("--show", min=0, help="How many of the most frequent words to list.")] = 20,
 ) -> dict:
     """Build the vocabulary (specials <pad> <unk> <bos> <eos>, then words by count) and cache it for train."""
@@ -156,8 +172,7 @@ def prep(
     data: Annotated[str, Option(help=DATA_HELP)] = "ag_news",
     text_out: Annotated[Optional[Path], Option(help="Also write the train part's cleaned tokens, one row per line "
                                                     "(valid rows left out), e.g. for `textlab train word2vec`.")] = None,
-    valid_fraction: Annotated[float, Option(min=0.0, max=1.0, help="Held-out share of train left out of --text-out, "
-                                                                   "as in train.")] = 0.05,
+    valid_fraction: Annotated[float, Option(**FRACTION, help=f"{VALID_HELP}, left out of --text-out, as in train. [0<x<1]")] = 0.05,
 ) -> dict:
     """Clean and tokenize the train and test splits once and cache them (train and eval reuse them)."""
     from rich.table import Table
@@ -190,7 +205,7 @@ def analyze(
     *,
     data: Annotated[str, Option(help=DATA_HELP)] = "ag_news",
     thresholds: Annotated[str, Option(help="Comma-separated min-count thresholds for the coverage table.")] = "1,2,3,5,10,25,50,100",
-    valid_fraction: Annotated[float, Option(min=0.0, max=1.0, help="Held-out share of train, as in train.")] = 0.05,
+    valid_fraction: Annotated[float, Option(**FRACTION, help=f"{VALID_HELP}, as in train. [0<x<1]")] = 0.05,
     out: Annotated[Optional[Path], Option(help="Also write analysis.json and PNGs (lengths, coverage) here.")] = None,
 ) -> dict:
     """Classes, text lengths and vocabulary coverage per min-count threshold of a dataset."""
