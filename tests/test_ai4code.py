@@ -290,3 +290,19 @@ def test_prep_refuses_to_overwrite_and_reports_missing_input(cli, tmp_path):
     assert res.code == 2 and "no .ipynb files" in res.err
     res = cli("prep", "ai4code", "--out", tmp_path / "o")
     assert res.code == 2 and len(res.err_lines) == 1 and "--from-notebooks" in res.err
+
+
+def test_prep_that_would_keep_nothing_leaves_the_old_output(cli, tmp_path):
+    write_notebooks(tmp_path / "nbs")
+    out = tmp_path / "out"
+    assert cli("prep", "ai4code", "--from-notebooks", tmp_path / "nbs", "--out", out).code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len(list((out / "train").iterdir())) == 2
+    res = cli("prep", "ai4code", "--from-notebooks", tmp_path / "nbs", "--out", out, "--overwrite",
+              "--min-markdown", "50")
+    assert res.code == 2 and len(res.err_lines) == 1, res.err
+    assert "none of the 10 notebooks" in res.err and "too few cells" in res.err and "nothing was written" in res.err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # into a new folder: nothing at all
+    res = cli("prep", "ai4code", "--from-notebooks", tmp_path / "nbs", "--out", tmp_path / "new", "--min-code", "50")
+    assert res.code == 2 and len(res.err_lines) == 1 and not (tmp_path / "new").exists()

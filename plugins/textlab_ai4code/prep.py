@@ -104,10 +104,9 @@ def prep_notebooks(src: Path, out: Path, *, min_markdown: int = 1, min_code: int
         raise textlab.DataError(f"no .ipynb files under {src}")
     if out.resolve() == src.resolve():
         raise textlab.UsageError("--out must not be the notebooks folder itself")
-    if (out / "train").exists() and any((out / "train").iterdir()):
-        if not overwrite:
-            raise textlab.UsageError(f"{out}/train already holds notebooks", hint="pass --overwrite to replace them")
-        shutil.rmtree(out / "train")
+    replace = (out / "train").exists() and any((out / "train").iterdir())
+    if replace and not overwrite:
+        raise textlab.UsageError(f"{out}/train already holds notebooks", hint="pass --overwrite to replace them")
     base = src if src.is_dir() else src.parent
     kept, skipped, seen = [], [], {}
     reasons: Counter = Counter()
@@ -138,14 +137,20 @@ def prep_notebooks(src: Path, out: Path, *, min_markdown: int = 1, min_code: int
             kept.append(nb)
             sources_rows.append((nb.id, rel))
             bar.advance(1)
-    if kept:
-        write_layout(out, kept)
-        with textlab.atomic_write(out / "sources.csv", encoding="utf-8", newline="") as fh:
-            import csv
+    if not kept:  # nothing written, and an earlier output in `out` is left as it was
+        why = "; ".join(f"{n} {reason}" for reason, n in reasons.most_common(3))
+        raise textlab.DataError(f"none of the {len(files)} notebooks under {src} was kept ({why}); "
+                                f"nothing was written to {out}",
+                                hint="see --min-markdown, --min-code, --max-chars and --language")
+    if replace:  # only now that there is a new set to write
+        shutil.rmtree(out / "train")
+    write_layout(out, kept)
+    with textlab.atomic_write(out / "sources.csv", encoding="utf-8", newline="") as fh:
+        import csv
 
-            w = csv.writer(fh)
-            w.writerow(["id", "path"])
-            w.writerows(sources_rows)
+        w = csv.writer(fh)
+        w.writerow(["id", "path"])
+        w.writerows(sources_rows)
     report = {
         "source": str(src),
         "out": str(out),
