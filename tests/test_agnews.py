@@ -367,6 +367,17 @@ def test_init_embeddings_from_word2vec_text(cli, tmp_path):
     assert res.code == 2 and len(res.err_lines) == 1 and "line 3" in res.err
     res = cli("train", "agnews", "--data", "sample", "--threads", "1", "--emb-dim", "8", "--init-embeddings", w2v)
     assert res.code == 2 and len(res.err_lines) == 1 and "--emb-dim 4" in res.err
+    # files that are not word2vec text at all: said so in one line (not "line 2 has 0 numbers, expected 1")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("hello world\nthis is plain text\n", encoding="utf-8")
+    headed = tmp_path / "headed.txt"
+    headed.write_text("2 4\nminister is here\n", encoding="utf-8")
+    binary = tmp_path / "vectors.bin"
+    binary.write_bytes(b"2 4\nminister " + torch.tensor([0.5, -1.0, 2.0, 0.25]).numpy().tobytes() + b"\n" + bytes(range(128, 256)))
+    for path, emb, text in ((plain, [], "is not a word2vec text file: line 1"), (plain, ["--emb-dim", "4"], "line 1"),
+                            (headed, [], "is not a word2vec text file: line 2"), (binary, [], "binary word2vec format")):
+        res = cli("train", "agnews", "--data", "sample", "--threads", "1", *emb, "--init-embeddings", path)
+        assert res.code == 2 and len(res.err_lines) == 1 and text in res.err, res.err
     assert len(runs_of(tmp_path / "runs")) == 1  # the failed runs left nothing behind
 
 

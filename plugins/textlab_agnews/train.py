@@ -71,30 +71,81 @@ def subset(enc: D.Encoded, rows: Any) -> D.Encoded:
 
 
 # ============================================================================ embeddings from a file
+NOT_WORD2VEC = "expected an optional 'COUNT DIM' line, then 'WORD NUMBER NUMBER ...' lines, as word2vec-text exports"
+
+
+def _numbers(parts: list[str]) -> bool:
+    try:
+        [float(x) for x in parts]
+    except ValueError:
+        return False
+    return bool(parts)
+
+
+def _is_header(parts: list[str]) -> bool:
+    return len(parts) == 2 and all(p.isdigit() for p in parts)
+
+
+def _check_text(path: Path) -> None:
+    """A binary word2vec file (or any binary file) is one line saying so, not a UTF-8 decoding error."""
+    import gzip
+
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            head = fh.read(4096)
+    except (OSError, EOFError):
+        return  # iter_lines reports it
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not a character cut by the 4096-byte read
+            if _is_header(head.split(b"\n", 1)[0].decode("ascii", "replace").split()):
+                raise textlab.DataError(f"--init-embeddings {path} is in the binary word2vec format; it reads the text format",
+                                        hint="export with 'textlab export RUN --format word2vec-text'") from None
+            raise textlab.DataError(f"--init-embeddings {path} is not a text file", hint=NOT_WORD2VEC) from None
+
+
+def _not_word2vec(path: Path, n: int, line: str) -> textlab.DataError:
+    shown = line.strip()
+    shown = shown if len(shown) <= 40 else shown[:39] + "…"
+    return textlab.DataError(f"--init-embeddings {path} is not a word2vec text file: line {n} ({shown!r}) is not a "
+                             "word followed by numbers", hint=NOT_WORD2VEC)
+
+
 def read_word2vec(path: Path, vocab: textlab.Vocab, dim: int | None = None) -> tuple[Any, Any, int]:
     """Vectors of the vocabulary's words from a word2vec text file (`N D` header optional, .gz ok).
 
     -> (matrix [len(vocab), D], found mask [len(vocab)], D). A word missing in the exact spelling
-    is looked up lowercased. Malformed lines are one DataError naming the line.
+    is looked up lowercased. Malformed lines are one DataError naming the line; a file that is not
+    in the word2vec text format at all (plain text, the binary format) is one DataError saying so.
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise textlab.DataError(f"--init-embeddings: no such file: {path}")
+    _check_text(path)
     want = {w: i for i, w in enumerate(vocab.itos)}
     rows: dict[int, list[float]] = {}
     lower_rows: dict[int, list[float]] = {}
+    checked = False
     for n, line in enumerate(textlab.iter_lines(path), 1):
         parts = line.rstrip().split(" ")
-        if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+        if n == 1 and _is_header(parts):
             dim = dim or int(parts[1])
             continue
         if not line.strip():
             continue
+        if not checked:  # the first vector line decides whether this is a word2vec file at all
+            if not _numbers(parts[1:]):
+                raise _not_word2vec(path, n, line)
+            checked = True
         if dim is None:
             dim = len(parts) - 1
         if len(parts) != dim + 1:
+            if not _numbers(parts[1:]):
+                raise _not_word2vec(path, n, line)
             raise textlab.DataError(f"--init-embeddings {path}: line {n} has {len(parts) - 1} numbers, expected {dim}")
         word = parts[0]
         i = want.get(word)
@@ -123,12 +174,18 @@ def read_word2vec_dim(path: Path) -> int:
     path = Path(path)
     if not path.is_file():
         raise textlab.DataError(f"--init-embeddings: no such file: {path}")
-    for line in textlab.iter_lines(path):
+    _check_text(path)
+    header = None
+    for n, line in enumerate(textlab.iter_lines(path), 1):
         parts = line.rstrip().split(" ")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            return int(parts[1])
-        if len(parts) > 1:
-            return len(parts) - 1
+        if n == 1 and _is_header(parts):
+            header = int(parts[1])
+            continue
+        if not line.strip():
+            continue
+        if not _numbers(parts[1:]):
+            raise _not_word2vec(path, n, line)
+        return header or len(parts) - 1
     raise textlab.DataError(f"--init-embeddings {path} holds no vectors")
 
 
