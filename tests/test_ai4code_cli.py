@@ -184,3 +184,159 @@ def test_bad_inputs_are_one_line(cli, tmp_path):
     ckpt["vocab"] = None
     torch.save(ckpt, tmp_path / "novocab.pt")
     one_line(cli("eval", tmp_path / "novocab.pt"), 1, "vocabulary")
+
+
+# ============================================================================ review fixes
+def interrupt_at(monkeypatch, name: str, when: int = 1, after: bool = False):
+    """SIGINT to this process (as a terminal's Ctrl-C) at the `when`-th call of train.<name>."""
+    import os
+    import signal
+
+    from textlab_ai4code import train as T
+
+    real, calls = getattr(T, name), []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == when and not after:
+            os.kill(os.getpid(), signal.SIGINT)
+        out = real(*args, **kwargs)
+        if len(calls) == when and after:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(T, name, wrapped)
+    return lambda: monkeypatch.setattr(T, name, real)  # no more interrupts (monkeypatch.undo would undo the isolation)
+
+
+@pytest.mark.parametrize("model, name, when, after", [
+    ("ranker", "fit_trees", 2, False),  # stage 1: half 2 starts with the stop flag set (was an AttributeError)
+    ("ranker", "fit_trees", 3, False),  # stage 2
+    ("pointwise", "fit_pointwise", 1, True),  # no stop check inside: the fit ends, then stops
+])
+def test_ctrl_c_during_a_fit_stops_cleanly_and_resume_fits_again(cli, tmp_path, monkeypatch, model, name, when, after):
+    stop_interrupting = interrupt_at(monkeypatch, name, when, after)
+    res = cli("train", "ai4code", "--model", model, "--threads", "1", "--limit", "40", *TINY[model])
+    assert res.code == 130, res.err
+    assert "internal error" not in res.err and "nothing saved" not in res.err
+    said = [line for line in res.err_lines if "interrupted" in line]
+    assert len(said) == 1 and "last.pt is saved" in said[0] and "textlab train --resume" in said[0], res.err
+    run = only_run(tmp_path / "runs")
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert not (run / "checkpoints" / "best.pt").exists()
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["extra"]["fitted"] is False
+    res = cli("eval", run)  # nothing to evaluate yet: one line that says how to get it
+    assert res.code == 1 and len(res.err_lines) == 1 and "fit was interrupted" in res.err and "--resume" in res.err
+    stop_interrupting()
+    res = cli("train", "--resume", run)  # fits again from the start, into the same run
+    assert res.code == 0, res.err
+    assert "fitting it again from the start" in res.err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["best"]["metric"] == "valid/kendall_tau"
+    assert "fitted" not in torch.load(run / "checkpoints" / "best.pt", weights_only=True)["extra"]
+    assert cli("eval", run, "--limit", "3").code == 0
+
+
+def test_fit_ranker_stopped_keeps_nothing():
+    from textlab_ai4code import train as T
+    from textlab_ai4code.config import RankerConfig
+
+    notebooks = D.load_notebooks(load_sample("train"))[:12]
+    # should_stop() is asked after each notebook's pair features (12), then before each chunk of
+    # 10 trees: stage 1 half 1 (13th), half 2 (14th: it used to export an unfitted model), stage 2 (15th)
+    for answered in (5, 12, 13, 14, 15):
+        calls = []
+
+        def should_stop():
+            calls.append(1)
+            return len(calls) > answered
+
+        model, vocab, _ = T.fit_ranker(notebooks, RankerConfig(trees=10, leaves=4, min_leaf=2), should_stop=should_stop,
+                                       log=lambda _: None)
+        assert (model is None and vocab is None) == (answered < 15), answered
+        assert len(calls) == min(answered + 1, 15)
+
+
+def tiny_folder(path: Path, n: int, *, extra: list | None = None) -> Path:
+    """n notebooks whose markdown shares no word with another notebook's (so no n-gram is in two cells)."""
+    nbs = []
+    for k in range(n):
+        w = f"word{k}"
+        cells = [("markdown", f"# {w}title"), ("code", f"import {w}lib"), ("markdown", f"{w}plot {w}shows"),
+                 ("code", f"{w}lib.plot()"), ("code", f"print({w}lib)")]
+        nbs.append(D.kaggle_notebook(f"{k + 1:014x}", cells, ancestor=f"{k:08x}"))
+    D.write_layout(path, nbs + (extra or []))
+    return path
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_ranker_and_pointwise_fit_tiny_data(cli, tmp_path, n):
+    data = tiny_folder(tmp_path / "tiny", n)
+    for model in ("ranker", "pointwise"):
+        res = cli("train", "ai4code", "--data", data, "--model", model, "--valid-share", "0", "--threads", "1",
+                  *TINY[model], "--name", model, "--json")
+        assert res.code == 0, res.err
+        assert "internal error" not in res.err
+        run = next((tmp_path / "runs" / "ai4code").glob(f"*-{model}"))
+        assert cli("eval", run, "--data", data).code == 0
+
+
+def test_notebooks_without_code_or_markdown_are_skipped_in_training(cli, tmp_path):
+    notebooks = D.load_notebooks(load_sample("train"))[:30]
+    only_md = D.kaggle_notebook("ffffffffffff01", [("markdown", "# Just words"), ("markdown", "nothing to run")])
+    only_code = D.kaggle_notebook("ffffffffffff02", [("code", "x = 1"), ("code", "print(x)")])
+    D.write_layout(tmp_path / "mixed", notebooks + [only_md, only_code])
+    for model in ("similar", "pointwise", "ranker"):
+        res = cli("train", "ai4code", "--data", tmp_path / "mixed", "--model", model, "--valid-share", "0",
+                  "--threads", "1", *TINY[model], "--name", model)
+        assert res.code == 0, (model, res.err)
+    run = next((tmp_path / "runs" / "ai4code").glob("*-pointwise"))
+    res = cli("eval", run, "--json")  # trained on all of it: eval scores all of it (with the two it skipped)
+    assert res.code == 0 and json.loads(res.out)["metrics"]["all"]["notebooks"] == 32, res.err
+    res = cli("eval", run, "--split", "valid")
+    assert res.code == 2 and len(res.err_lines) == 1 and "no validation part" in res.err, res.err
+    # only notebooks with nothing to place: one line, and no run directory left
+    D.write_layout(tmp_path / "none", [only_md, only_code])
+    res = cli("train", "ai4code", "--data", tmp_path / "none", "--model", "pointwise", "--valid-share", "0")
+    assert res.code == 2 and len(res.err_lines) == 1 and "both code and markdown" in res.err, res.err
+    assert len(list((tmp_path / "runs" / "ai4code").iterdir())) == 3
+
+
+def test_fitted_models_report_the_valid_score_and_the_split(cli, tmp_path):
+    res = cli("train", "ai4code", "--model", "similar", "--threads", "1", "--valid-share", "0.5", "--split-seed", "3")
+    assert res.code == 0, res.err
+    assert "similar: valid/kendall_tau = 0." in res.err and "40 validation notebooks" in res.err
+    # the sample has its own splits: the line says so, not "grouped by ancestor, seed 3"
+    assert "the sample's own train/valid splits" in res.err and "seed 3" not in res.err
+
+
+def test_eval_and_generate_default_to_the_runs_own_data_and_keep_results_apart(cli, tmp_path):
+    notebooks = D.load_notebooks(load_sample("train")) + D.load_notebooks(load_sample("valid"))
+    D.write_layout(tmp_path / "a" / "nb", notebooks)
+    D.write_layout(tmp_path / "b" / "nb", notebooks[:20])
+    D.write_layout(tmp_path / "c" / "nb", notebooks[20:50])
+    assert cli("train", "ai4code", "--data", tmp_path / "a" / "nb", "--model", "similar", "--threads", "1").code == 0
+    run = only_run(tmp_path / "runs")
+    best = json.loads((run / "run.json").read_text())["best"]["value"]
+    res = cli("eval", run, "--json")  # the run's own folder, its validation part
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert "(the run's own data)" in res.err and out["split"] == "valid"
+    assert out["metrics"]["all"]["kendall_tau"] == pytest.approx(best)
+    assert Path(out["path"]) == run / "eval" / "metrics-valid.json"
+    paths = set()
+    for other in ("b", "c"):  # two folders both named nb: two result files
+        res = cli("eval", run, "--data", tmp_path / other / "nb", "--json")
+        assert res.code == 0, res.err
+        out = json.loads(res.out)
+        assert out["split"] == "all" and out["metrics"]["all"]["notebooks"] == (20 if other == "b" else 30)
+        path = Path(out["path"])
+        assert path.parent.parent == run / "eval" and path.parent.name.startswith("nb-")
+        paths.add(path)
+    assert len(paths) == 2 and all(p.exists() for p in paths)
+    res = cli("generate", run, "--out", tmp_path / "sub.csv", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["notebooks"] == len(notebooks) and "(the run's own data)" in res.err
+    # --out a folder: refused before any data is read or predicted
+    res = cli("generate", run, "--out", tmp_path, "--data", tmp_path / "nowhere")
+    assert res.code == 2 and len(res.err_lines) == 1 and "is a folder" in res.err

@@ -32,7 +32,8 @@ def prep(
     min_code: Annotated[int, Option(min=0, help="... and at least this many code cells.")] = 1,
     max_chars: Annotated[int, Option(min=1, help="Skip notebooks with more characters of source.")] = 400_000,
     language: Annotated[str, Option(help="Kernel language to keep ('any' keeps all).")] = "python",
-    overwrite: Annotated[bool, Option(help="Replace notebooks already in --out.")] = False,
+    overwrite: Annotated[bool, Option(help="Replace notebooks already in --out (left as they are when no "
+                                           "notebook would be kept).")] = False,
 ) -> dict:
     """Convert a folder of .ipynb notebooks into the Kaggle AI4Code layout (outputs and empty cells dropped)."""
     from rich.table import Table
@@ -52,8 +53,6 @@ def prep(
     textlab.show(t)
     if report["skipped"]:
         textlab.status(f"skipped files and reasons: {Path(report['out']) / 'prep_report.json'}")
-    if not report["kept"]:
-        textlab.warn("no notebook was kept")
     return {k: v for k, v in report.items() if k != "skipped_files"} | {"skipped_files": report["skipped_files"][:50]}
 
 
@@ -80,18 +79,30 @@ def analyze(
 
 
 # ============================================================================ train
+def _describe(data: str) -> str:
+    """What a checkpoint stores as its data: a registered name, or a folder's absolute path (so that
+    `eval` and `generate` find it again from any working directory)."""
+    source = textlab.resolve(TASK, data)
+    return str(source.path.expanduser().resolve()) if source.kind == "local" else data
+
+
 def _split(data: str, valid_share: float, split_seed: int, limit: int):
+    """(train, valid, how the split was made: for the status line)."""
     from .data import grouped_split, load_data
 
     source = textlab.resolve(TASK, data)
     if source.kind == "registered":
         train, valid = load_data(data, "train"), load_data(data, "valid")
+        how = f"the {data}'s own train/valid splits; --valid-share and --split-seed apply to folders"
     else:
         notebooks = load_data(data, "train")
         train, valid = grouped_split(notebooks, valid_share, split_seed)
+        how = (f"{valid_share:.0%} grouped by ancestor, split seed {split_seed}" if valid
+               else "--valid-share 0: no validation")
     if limit:
         train, valid = train[:limit], valid[: max(1, limit // 4)] if valid else valid
-    return train, valid
+        how += f"; --limit {limit}"
+    return train, valid, how
 
 
 def train(
@@ -99,9 +110,11 @@ def train(
     *,
     data: Annotated[str, Option(help="'sample' or a folder in Kaggle layout (train/, train_orders.csv).")] = "sample",
     model: Annotated[str, Option(help="Which model: baselines appended/similar, pointwise, ranker, neural.")] = "ranker",
-    valid_share: Annotated[float, Option(min=0.0, max=0.9, help="Share of notebooks (whole ancestor groups) kept to validate.")] = 0.2,
-    split_seed: Annotated[int, Option(help="Seed of the grouped train/valid split.")] = 42,
-    limit: Annotated[int, Option(min=0, help="Use at most this many training notebooks (0: all).")] = 0,
+    valid_share: Annotated[float, Option(min=0.0, max=0.9, help="Share of notebooks (whole ancestor groups) kept to "
+                                                                "validate; folders only (the sample has its own valid split).")] = 0.2,
+    split_seed: Annotated[int, Option(help="Seed of the grouped train/valid split; folders only.")] = 42,
+    limit: Annotated[int, Option(min=0, help="Use at most this many training notebooks, and at most max(1, N/4) "
+                                             "validation notebooks (0: all).")] = 0,
     trees: Annotated[int, Option(min=1, help="Boosting iterations per stage.", rich_help_panel=RANKER)] = 200,
     leaves: Annotated[int, Option(min=2, help="Leaves per tree.", rich_help_panel=RANKER)] = 63,
     learning_rate: Annotated[float, Option(min=0.0, help="Boosting learning rate.", rich_help_panel=RANKER)] = 0.1,
@@ -127,10 +140,13 @@ def train(
         from .hf import load_tokenizer_json
 
         hf_json = load_tokenizer_json(tokenizer, allow_hub=hub)  # fails in one line before any work
-    train_nbs, valid_nbs = _split(data, valid_share, split_seed, limit)
-    textlab.status(f"{len(train_nbs)} training notebooks, {len(valid_nbs)} validation notebooks "
-                   f"(grouped by ancestor, seed {split_seed})")
-    extra = {"data": data, "valid_share": valid_share, "split_seed": split_seed, "limit": limit,
+    train_nbs, valid_nbs, how = _split(data, valid_share, split_seed, limit)
+    if model in ("pointwise", "ranker", "neural"):
+        from .train import usable
+
+        usable(train_nbs)  # none with both code and markdown: one line before anything else
+    textlab.status(f"{len(train_nbs)} training notebooks, {len(valid_nbs)} validation notebooks ({how})")
+    extra = {"data": _describe(data), "valid_share": valid_share, "split_seed": split_seed, "limit": limit,
              "train_notebooks": len(train_nbs), "valid_notebooks": len(valid_nbs)}
     if model == "neural":
         import torch
@@ -149,14 +165,21 @@ def train(
 
 
 def _train_fitted(run: textlab.Run, model: str, train_nbs, valid_nbs, extra: dict, ranker_config: RankerConfig) -> dict:
-    """Models fitted in one go (no epochs): fit, validate, write best.pt and last.pt through the Run API."""
+    """Models fitted in one go (no epochs): fit, validate, write best.pt and last.pt through the Run API.
+
+    Ctrl-C (or SIGTERM) during the fit keeps nothing half-fitted: last.pt then holds the run's
+    options and no model (`extra["fitted"]` False), and `textlab train --resume RUN` fits again
+    from the start into the same run directory.
+    """
     import time
 
     from . import train as T
 
-    if run.resumed and run.checkpoint_path("best").exists():
-        textlab.status(f"{model} is fitted in one pass; {run.dir} already holds it, nothing to resume")
-        return {"resumed": True} | _report_valid(run)
+    if run.resumed:
+        if run.checkpoint_path("best").exists():
+            textlab.status(f"{model} is fitted in one pass; {run.dir} already holds it, nothing to resume")
+            return {"resumed": True} | _report_valid(run)
+        textlab.status(f"{model} is fitted in one pass: fitting it again from the start")
     t0 = time.perf_counter()
     times = {}
     if model == "appended":
@@ -176,8 +199,9 @@ def _train_fitted(run: textlab.Run, model: str, train_nbs, valid_nbs, extra: dic
     else:
         raise textlab.UsageError(f"model {model!r} has no training recipe in ai4code")
     fit_time = time.perf_counter() - t0
-    if run.should_stop():
-        textlab.warn("interrupted during fitting; nothing saved")
+    if net is None or run.should_stop():  # interrupted: the core says so, and how to resume
+        run.save_checkpoint("last", model=model, config=config, vocab=None, state_dict={},
+                            extra={**extra, "fitted": False})
         return {"interrupted": True}
     run.log("train", {"fit_time": fit_time, "notebooks": len(train_nbs), **{f"{k}_time": v for k, v in times.items()}},
             step=1, epoch=1)
@@ -193,6 +217,10 @@ def _train_fitted(run: textlab.Run, model: str, train_nbs, valid_nbs, extra: dic
         run.log("valid", {**flat, "predict_time": predict_time}, step=1, epoch=1)
         run.set_best(MONITOR, flat["kendall_tau"], 1)
         result |= {"valid": flat, "predict_time": round(predict_time, 2)}
+        textlab.status(f"{model}: {MONITOR} = {flat['kendall_tau']:.4f} on {len(valid_nbs)} validation notebooks "
+                       f"(fitted in {fit_time:.1f} s, validated in {predict_time:.1f} s)")
+    else:
+        textlab.status(f"{model}: fitted in {fit_time:.1f} s; no validation notebooks, so no score")
     run.save_checkpoint("best", **payload)
     run.update(fit_time=round(fit_time, 3))
     return result
@@ -207,6 +235,10 @@ def _report_valid(run: textlab.Run) -> dict:
 def _artifact_model(artifact: textlab.Artifact):
     if artifact.task != TASK:
         raise textlab.CheckpointError(f"{artifact.path} belongs to task {artifact.task!r}, not ai4code")
+    if artifact.extra.get("fitted") is False:
+        run = artifact.run_dir or artifact.path.parent.parent
+        raise textlab.CheckpointError(f"{artifact.path} holds no model: its fit was interrupted",
+                                      hint=f"fit it with: textlab train --resume {run}")
     try:
         return artifact.build_model(artifact.device if artifact.model_name == "neural" else "cpu")
     except (KeyError, RuntimeError, ValueError) as exc:
@@ -214,12 +246,25 @@ def _artifact_model(artifact: textlab.Artifact):
                                       f"({str(exc).splitlines()[0][:120]})") from None
 
 
+def _run_data(artifact: textlab.Artifact, data: Optional[str]) -> tuple[str, bool]:
+    """(the data to read, whether it is the run's own): --data, else what the run trained on."""
+    if data:
+        return data, textlab.same_data(data, artifact.extra.get("data"))
+    own = artifact.extra.get("data")
+    if not own:
+        raise textlab.UsageError(f"{artifact.path} does not say which data it was trained on: pass --data")
+    return str(own), True
+
+
 def evaluate(
     artifact: textlab.Artifact,
     *,
-    data: Annotated[str, Option(help="'sample' (its test split) or a folder in Kaggle layout with orders.")] = "sample",
-    split: Annotated[Literal["all", "valid", "train"], Option(
-        help="all notebooks of --data, or the train/valid part of the run's own grouped split.")] = "all",
+    data: Annotated[Optional[str], Option(help="'sample' (its test split) or a folder in Kaggle layout with orders "
+                                               "(default: the run's own data).")] = None,
+    split: Annotated[Optional[Literal["all", "valid", "train"]], Option(
+        help="all notebooks of --data, or the train/valid part of the run's own grouped split (default: valid on "
+             "the run's own folder when it kept one, so that it scores notebooks it did not train on; all "
+             "elsewhere).")] = None,
     limit: Annotated[int, Option(min=0, help="Evaluate at most this many notebooks (0: all).")] = 0,
 ) -> dict:
     """Kendall tau (pooled, as Kaggle) and the other metrics, per notebook-length bucket."""
@@ -229,17 +274,30 @@ def evaluate(
     from .report import show_metrics
 
     net = _artifact_model(artifact)
+    data, own = _run_data(artifact, data)
     source = textlab.resolve(TASK, data)
+    ex = artifact.extra
+    share, seed = float(ex.get("valid_share", 0.2)), int(ex.get("split_seed", 42))
+    if split is None:
+        split = "valid" if own and source.kind != "registered" and share > 0 else "all"
     if source.kind == "registered":
         notebooks = load_data(data, {"all": "test"}.get(split, split))
+        what = f"its {'test' if split == 'all' else split} split"
     else:
+        if split == "valid" and share == 0:
+            raise textlab.UsageError("the run was trained with --valid-share 0: it has no validation part",
+                                     hint="use --split all")
         notebooks = load_data(data, "train")
+        what = "all of them"
         if split != "all":
-            ex = artifact.extra
-            tr, va = grouped_split(notebooks, float(ex.get("valid_share", 0.2)), int(ex.get("split_seed", 42)))
+            tr, va = grouped_split(notebooks, share, seed)
             notebooks = va if split == "valid" else tr
+            what = f"the {split} part of the run's split: {share:.0%} by ancestor, seed {seed}"
     if limit:
         notebooks = notebooks[:limit]
+        what += f"; --limit {limit}"
+    tag = " (the run's own data)" if own else ""
+    textlab.status(f"eval on {data}{tag}: {len(notebooks)} notebooks ({what})")
     from .train import evaluate_orders
 
     t = time.perf_counter()
@@ -250,8 +308,7 @@ def evaluate(
     show_metrics(metrics, title)
     result = {"model": artifact.model_name, "data": data, "split": split, "predict_time": round(seconds, 3),
               "metrics": metrics}
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(data).name or "data")
-    path = artifact.output_dir("eval") / f"{name}-{split}.json"
+    path = artifact.output_dir("eval", data=data) / f"metrics-{split}{f'-limit{limit}' if limit else ''}.json"
     textlab.write_json(path, result)
     textlab.status(f"wrote {path}")
     return result | {"path": str(path)}
@@ -260,30 +317,36 @@ def evaluate(
 def generate(
     artifact: textlab.Artifact,
     *,
-    data: Annotated[str, Option(help="'sample' (its test split) or a folder of notebooks (test/ or train/).")] = "sample",
+    data: Annotated[Optional[str], Option(help="'sample' (its test split) or a folder of notebooks (test/ or "
+                                               "train/) (default: the run's own data).")] = None,
     out: Annotated[Path, Option(help="Where the submission CSV goes (id,cell_order).")] = Path("submission.csv"),
     limit: Annotated[int, Option(min=0, help="At most this many notebooks (0: all).")] = 0,
 ) -> dict:
     """Predict the order of every notebook and write a Kaggle submission (id,cell_order)."""
     import csv
 
-    from .data import load_data
+    from .data import find_cells_dir, load_data
 
+    out = Path(out).expanduser()
+    if out.is_dir():  # before any work: predicting can take minutes
+        raise textlab.UsageError(f"--out {out} is a folder; give a file name such as submission.csv")
     net = _artifact_model(artifact)
+    data, own = _run_data(artifact, data)
+    source = textlab.resolve(TASK, data)
     notebooks = load_data(data, "test", need_orders=False, prefer="test")
     if limit:
         notebooks = notebooks[:limit]
+    where = "its test split" if source.kind == "registered" else f"{find_cells_dir(source.path, 'test')[0].name}/"
+    tag = " (the run's own data)" if own else ""
+    textlab.status(f"generate for {data}{tag}: {len(notebooks)} notebooks ({where})")
     orders = net.order(notebooks)
-    out = Path(out).expanduser()
-    if out.is_dir():
-        raise textlab.UsageError(f"--out {out} is a folder; give a file name such as submission.csv")
     with textlab.atomic_write(out, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "cell_order"])
         for nb, order in zip(notebooks, orders):
             w.writerow([nb.id, " ".join(order)])
     textlab.show(f"wrote {len(notebooks)} predicted orders to {out}")
-    return {"out": str(out), "notebooks": len(notebooks), "model": artifact.model_name}
+    return {"out": str(out), "data": data, "notebooks": len(notebooks), "model": artifact.model_name}
 
 
 # ============================================================================ hooks

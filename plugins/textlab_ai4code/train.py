@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -78,6 +78,24 @@ def _tensor(a: np.ndarray, dtype=None):
     return torch.from_numpy(np.ascontiguousarray(a, dtype=dtype or np.float32))
 
 
+def usable(train: Sequence[Notebook]) -> list[Notebook]:
+    """The training notebooks with both code and markdown cells (the others have nothing to place)."""
+    kept = [nb for nb in train if nb.markdown and nb.code]
+    if not kept:
+        raise textlab.DataError(f"none of the {len(train)} training notebooks has both code and markdown cells: "
+                                "nothing to learn the order from", hint="pass notebooks with markdown and code")
+    return kept
+
+
+def fit_tfidf(docs: Callable[[], Iterable[list[str]]], min_df: int, max_df: float, **kw) -> F.Tfidf:
+    """TF-IDF over the documents `docs()` yields, with terms in at least `min_df` of them; on data so
+    small that no term is, with every term (so that tiny data still has features)."""
+    tf = F.Tfidf.fit(docs(), min_df=min_df, max_df=max_df, **kw)
+    if not tf.vocab and min_df > 1:
+        tf = F.Tfidf.fit(docs(), min_df=1, max_df=1.0, **kw)
+    return tf
+
+
 def markdown_targets(notebooks: Sequence[Notebook]) -> np.ndarray:
     """Relative position of every markdown cell: the share of code cells before it."""
     out = []
@@ -88,8 +106,7 @@ def markdown_targets(notebooks: Sequence[Notebook]) -> np.ndarray:
 
 
 def fit_words(train: Sequence[Notebook], min_df: int = 2, max_df: float = 0.5) -> F.Tfidf:
-    docs = (F.ident_tokens(s) for nb in train for s in nb.sources)
-    return F.Tfidf.fit(docs, min_df=min_df, max_df=max_df)
+    return fit_tfidf(lambda: (F.ident_tokens(s) for nb in train for s in nb.sources), min_df, max_df)
 
 
 # ============================================================================ baselines
@@ -104,9 +121,21 @@ def fit_similar(train: Sequence[Notebook], config: SimilarConfig):
 
 
 # ============================================================================ text-only prior
+class _Mean:
+    """What a ridge regression without features predicts: the mean target (data too small for n-grams)."""
+
+    def __init__(self, y: np.ndarray):
+        self.coef_, self.intercept_ = np.zeros(0), float(y.mean()) if len(y) else 0.5
+
+    def predict(self, X) -> np.ndarray:
+        return np.full(X.shape[0], self.intercept_)
+
+
 def _ridge(X, y, alpha: float):
     from sklearn.linear_model import Ridge
 
+    if X.shape[1] == 0:
+        return _Mean(y)
     with _threads():
         return Ridge(alpha=alpha).fit(X, y)
 
@@ -123,7 +152,7 @@ def fit_prior(train: Sequence[Notebook], *, alpha: float = 3.0, max_ngrams: int 
     texts = [nb.sources[i] for nb in train for i in nb.markdown]
     y = markdown_targets(train)
     grams = [F.word_ngrams(t) for t in texts]
-    tf = F.Tfidf.fit(grams, min_df=2, max_df=1.0, max_features=max_ngrams)
+    tf = fit_tfidf(lambda: grams, 2, 1.0, max_features=max_ngrams)
     rows = [tf.row(g) for g in grams]
     mean = scale = None
     if extra is not None:
@@ -154,6 +183,7 @@ def fit_prior(train: Sequence[Notebook], *, alpha: float = 3.0, max_ngrams: int 
 def fit_pointwise(train: Sequence[Notebook], config: PointwiseConfig):
     from .model import Pointwise
 
+    train = usable(train)
     tf = fit_words(train)
     config.n_words = len(tf.vocab)
     probe = Pointwise(config, {"words": tf.vocab})
@@ -171,7 +201,8 @@ def fit_pointwise(train: Sequence[Notebook], config: PointwiseConfig):
 # ============================================================================ the gap ranker
 def fit_trees(X: np.ndarray, y: np.ndarray, config: RankerConfig, *, seed: int, desc: str,
               should_stop: Callable[[], bool] = lambda: False):
-    """Boosted trees on (pair features, is-the-true-gap), with a progress bar; returns a Forest.
+    """Boosted trees on (pair features, is-the-true-gap), with a progress bar; returns a Forest,
+    or None when `should_stop()` said to stop before all the trees were fitted.
 
     Negatives are subsampled (`config.negatives`): a uniform subsample only shifts every logit
     by the same constant, which does not change a markdown cell's gap distribution.
@@ -183,6 +214,8 @@ def fit_trees(X: np.ndarray, y: np.ndarray, config: RankerConfig, *, seed: int, 
 
     rng = np.random.default_rng(seed)
     keep = (y == 1) | (rng.random(len(y)) < config.negatives)
+    if not (y[keep] == 0).any():  # tiny data: the subsample drew no wrong gap at all
+        keep[:] = True
     Xk, yk = X[keep], y[keep].astype(np.int8)
     clf = HistGradientBoostingClassifier(max_iter=0, learning_rate=config.learning_rate,
                                          max_leaf_nodes=config.leaves, min_samples_leaf=config.min_leaf,
@@ -190,7 +223,9 @@ def fit_trees(X: np.ndarray, y: np.ndarray, config: RankerConfig, *, seed: int, 
     chunk = max(10, config.trees // 10)
     with _threads(), textlab.progress(config.trees, desc, unit="tree") as bar:
         done = 0
-        while done < config.trees and not should_stop():
+        while done < config.trees:
+            if should_stop():
+                return None  # a half-fitted forest is not what was asked for: keep nothing
             step = min(chunk, config.trees - done)
             clf.set_params(max_iter=done + step)
             clf.fit(Xk, yk)
@@ -210,14 +245,18 @@ def notebook_rows(views: Sequence[F.View]) -> list[tuple[int, int]]:
 
 def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0,
                should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = textlab.status):
-    """The two-stage gap ranker. Returns (model, vocab, timings)."""
+    """The two-stage gap ranker. Returns (model, vocab, timings); (None, None, timings) when
+    `should_stop()` said to stop (Ctrl-C): nothing half-fitted is kept."""
     from .model import Ranker
     from .trees import Forest
 
     _sklearn()
     times: dict[str, float] = {}
     t = time.perf_counter()
-    train = [nb for nb in train if nb.markdown and nb.code]
+    train = usable(train)
+    if config.stages >= 2 and len({nb.ancestor or nb.id for nb in train}) < 2:
+        log("one ancestor group: stage 2 needs two to score each half out of fold; fitting one stage")
+        config.stages = 1
     words = fit_words(train)
     cells = [s for nb in train for s in nb.sources]
     sample = random.Random(seed).sample(cells, min(len(cells), 30_000))  # idf needs no more
@@ -241,6 +280,8 @@ def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0
             labels.append((np.arange(v.C + 1)[None, :] == v.true_gaps()[:, None]).ravel())
             views.append(v)
             bar.advance(1)
+            if should_stop():
+                return None, None, times
     X, y = np.vstack(blocks), np.concatenate(labels)
     del blocks
     spans = notebook_rows(views)
@@ -256,18 +297,24 @@ def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0
         for f in (0, 1):
             forest = fit_trees(X[row_fold != f], y[row_fold != f], config, seed=seed + f,
                                desc=f"stage 1, half {f + 1}/2", should_stop=should_stop)
+            if forest is None:
+                return None, None, times
             stage1_oof[row_fold == f] = forest.predict(X[row_fold == f], desc=f"stage 1, scores of half {2 - f}")
             forests.append(forest)
         stage1 = Forest.average(forests)
     else:
         stage1 = fit_trees(X, y, config, seed=seed, desc="stage 1", should_stop=should_stop)
+        if stage1 is None:
+            return None, None, times
     times["stage1"] = time.perf_counter() - t
     stage2 = None
-    if config.stages >= 2 and not should_stop():
+    if config.stages >= 2:
         t = time.perf_counter()
         X2 = np.hstack([X, np.vstack([F.stage2_features(v, stage1_oof[a:b]) for v, (a, b) in zip(views, spans)])])
         del X
         stage2 = fit_trees(X2, y, config, seed=seed + 7, desc="stage 2", should_stop=should_stop)
+        if stage2 is None:
+            return None, None, times
         times["stage2"] = time.perf_counter() - t
     vocab = {"words": words.vocab, "ngrams": prior.ngrams}
     config.n_words, config.n_ngrams = len(words.vocab), len(prior.ngrams)
@@ -294,7 +341,7 @@ def train_neural(run: textlab.Run, train: Sequence[Notebook], valid: Sequence[No
     vocab = {"hf_tokenizer": hf_json}
     net = NeuralRanker(config, vocab)
     tok = CellTokenizer(config, hf_json)
-    train = [nb for nb in train if nb.markdown and nb.code]
+    train = usable(train)
     with textlab.progress(len(train) + len(valid), "tokenize", unit="nb") as bar:
         enc = []
         for nb in train:
