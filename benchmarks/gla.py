@@ -18,7 +18,8 @@
    resetting it through /proc/self/clear_refs) and the exact size of the state / KV cache.
 
 Every timing is stored with the load average (1, 5, 15 min) before and after it. The table is
-printed and everything goes to benchmarks/results/gla.json (+ learning-curve PNGs).
+printed and everything goes to benchmarks/results/gla.json (+ learning-curve PNGs); `--quick` writes
+gla-quick.json, gla-quick-curves/ and gla-quick-generation.png instead.
 """
 
 from __future__ import annotations
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seq-lens", default="256,1024,4096")
     ap.add_argument("--gen-lengths", default=None, help="default 256,1024,4096 (quick: 256,1024)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: throughput, quality, generation")
-    ap.add_argument("--out", default=str(RESULTS / "gla.json"))
+    ap.add_argument("--out", default=None, help="default benchmarks/results/gla.json (--quick: gla-quick.json)")
     ap.add_argument("--profile", type=int, default=None, metavar="T",
                     help="only profile one training step of each model at sequence length T "
                          "(writes benchmarks/results/gla-profile-T.json)")
@@ -368,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
         path.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
         print(f"written: {path}")
         return
+    stem = "gla-quick" if args.quick else "gla"  # a quick check never replaces the full results
+    args.out = args.out or str(RESULTS / f"{stem}.json")
     budget = args.budget or ("45s" if args.quick else "10m")
     repeats = args.repeats or (1 if args.quick else 3)
     gen_lengths = [int(x) for x in (args.gen_lengths or ("256,1024" if args.quick else "256,1024,4096")).split(",")]
@@ -398,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
                 row = train_and_eval(model, args.data, budget, args.threads, runs_dir, env, extra, eval_extra)
                 result["quality"].append(row)
                 ckpts[model] = str(Path(row["run"]) / "checkpoints" / "best.pt")
-            curves = RESULTS / "gla-curves"
+            curves = RESULTS / f"{stem}-curves"
             subprocess.run(textlab_cmd("analyze", *(r["run"] for r in result["quality"]), "--x", "time",
                                        "--out", str(curves)), capture_output=True, text=True, env=env)
             result["curves"] = sorted(str(p.relative_to(REPO)) for p in curves.glob("*.png"))
@@ -407,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         for row in result["quality"]:
             row["run"] = Path(row["run"]).name  # the temporary folder is gone afterwards
     result["targets"] = targets(result["throughput"], result["quality"], result["generation"])
-    result["generation_plot"] = plot_generation(result, RESULTS / "gla-generation.png")
+    result["generation_plot"] = plot_generation(result, RESULTS / f"{stem}-generation.png")
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
