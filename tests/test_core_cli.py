@@ -283,3 +283,29 @@ def test_ctrl_c_inside_an_artifact_verb_is_one_line(cli, toy, tmp_path, monkeypa
 def test_a_verb_a_plugin_adds_gets_its_help_from_the_plugin(cli):
     res = cli("export", "--help")
     assert res.code == 0 and "word2vec format" in res.out and "added by: word2vec" in res.out
+
+
+def test_user_text_in_error_lines_is_not_rich_markup(cli, toy, tmp_path):
+    for path in ("news [final]/train.csv", "x[/]"):
+        res = cli("train", "toy", "--data", tmp_path / path)
+        assert res.code == 2 and len(res.err_lines) == 1, res.err
+        assert str(tmp_path / path) in res.err and "Traceback" not in res.err
+
+
+def test_help_without_arguments_is_printed_once(cli, toy):
+    for args in ((), ("train",), ("eval",)):
+        res = cli(*args)
+        assert res.code == 0 and res.out.count("Usage:") == 1, args
+
+
+def test_runs_skips_a_run_json_it_did_not_write(cli, toy, tmp_path):
+    assert cli("train", "toy", "--steps", "10").code == 0
+    odd = tmp_path / "runs" / "toy" / "odd"
+    odd.mkdir()
+    (odd / "run.json").write_text("[1, 2]")
+    weird = tmp_path / "runs" / "toy" / "weird"
+    weird.mkdir()
+    (weird / "run.json").write_text(json.dumps({"task": "toy", "best": "x", "status": "finished"}))
+    res = cli("runs")
+    assert res.code == 0, res.err
+    assert "weird" in res.out and "odd" not in res.out

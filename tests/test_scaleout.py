@@ -25,6 +25,7 @@ def two_processes(task: str, args: list, tmp_path: Path) -> tuple[Path, dict]:
                OMP_NUM_THREADS="1")
     proc = textlab(["train", task, *args, "--nproc", "2", "--threads", "1"], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (tmp_path / "stdout.txt").write_text(proc.stdout)
     (run,) = list((tmp_path / "runs" / task).iterdir())  # rank 0 alone made a run directory
     digests = {p.name: p.read_text() for p in (tmp_path / "digests").iterdir()}
     return run, digests
@@ -53,9 +54,19 @@ def test_gla_trains_on_two_processes_with_identical_weights(tmp_path):
 @pytest.mark.slow
 def test_recrnn_trains_on_two_processes_with_identical_weights(tmp_path):
     run, digests = two_processes("recrnn", ["--data", "sample", "--preset", "smoke", "--steps", "6",
-                                            "--eval-every", "3", "--valid-max", "20"], tmp_path)
+                                            "--eval-every", "3", "--valid-max", "20", "--json"], tmp_path)
     check_run(run)
     assert set(digests) == {"rank0.txt", "rank1.txt"} and digests["rank0.txt"] == digests["rank1.txt"]
+    # --json under --nproc: one document (rank 0's), not one per process plus the launcher's
+    out = (tmp_path / "stdout.txt").read_text()
+    assert json.loads(out)["run"] == str(run)
+    # a resume with another number of processes would be another data order: refused in one line
+    env = dict(os.environ, TEXTLAB_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1")
+    before = (run / "run.json").read_bytes()
+    proc = textlab(["train", "--resume", run, "--steps", "8", "--threads", "1"], env)
+    assert proc.returncode == 2 and "trained with 2 process(es), this resume has 1" in proc.stderr
+    assert "--nproc 2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert (run / "run.json").read_bytes() == before
 
 
 @pytest.mark.slow
@@ -141,3 +152,19 @@ def test_launcher_reports_rank_0s_failure_whichever_rank_torchrun_records_first(
     assert launch.main([]) == code
     err = capsys.readouterr().err
     assert bool(err) == extra_line and ("process 1 failed" in err) == extra_line
+
+
+def test_launcher_turns_sigterm_into_an_exit_code_not_a_traceback(monkeypatch, capsys):
+    import signal as _signal
+
+    import torch.distributed.run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from textlab import launch
+
+    def run(_args):
+        raise SignalException("Process 1 got signal: 15", sigval=_signal.SIGTERM)
+
+    monkeypatch.setattr(torchrun, "run", run)
+    assert launch.main(["--standalone", "--nproc_per_node", "2", "-m", "textlab"]) == 128 + 15
+    assert "Traceback" not in capsys.readouterr().err

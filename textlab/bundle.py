@@ -100,12 +100,33 @@ def run_prep_verbs(task: str, name: str, home: Path, extra_args: list[str]) -> l
         env = dict(os.environ, TEXTLAB_HOME=str(home))
         # the verb's results are progress of the bundle: they go to stderr, stdout stays the bundle's result
         proc = subprocess.run([sys.executable, "-m", "textlab", verb, task, *args], env=env,
-                              stdout=subprocess.PIPE, text=True)
-        sys.stderr.write(proc.stdout)
-        if proc.returncode != 0:
-            raise DataError(f"'textlab {verb} {task}' failed while bundling (exit code {proc.returncode})")
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:  # its own error line, inside ours: one line in all
+            said = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+            why = said[-1][len("error:"):].strip() if said else f"exit code {proc.returncode}"
+            raise DataError(f"'textlab {verb} {task}' failed while bundling: {why}")
+        sys.stderr.write(proc.stderr + proc.stdout)
         done.append(verb)
     return done
+
+
+def _check_args(task: str, args: list[str]) -> None:
+    """Every option after `--` must be one that some prep verb of the task takes (a typo is not dropped)."""
+    from .cli import build_app
+    from .plugins import registry
+
+    spec = registry().task(task)
+    app = build_app()
+    known: set[str] = set()
+    for verb in PREP_VERBS:
+        if verb in spec.verbs:
+            command = app.commands[verb].commands[task]
+            known |= {o for p in command.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+    for a in args:
+        flag = a.split("=", 1)[0]
+        if flag.startswith("-") and flag not in known and not flag.lstrip("-").replace(".", "", 1).isdigit():
+            verbs = ", ".join(v for v in PREP_VERBS if v in spec.verbs) or "none"
+            raise UsageError(f"{flag}: no {task} prep verb ({verbs}) takes this option")
 
 
 def _filter_args(args: list[str], known: set[str]) -> list[str]:
@@ -190,14 +211,27 @@ def make_bundle(task: str, data: list[str], out: Path, *, include: list[Path], w
     registry().task(task)
     if out.exists() and any(out.iterdir()) and not (out / "home").is_dir():
         raise UsageError(f"{out} exists and is not a textlab bundle; choose an empty or new folder")
+    for path in include:  # every input checked before anything is written
+        if not path.exists():
+            raise DataError(f"--include {path}: no such file or folder")
+    _check_args(task, extra_args)
+    fresh = not out.exists() or not any(out.iterdir())
+    try:
+        return _make_bundle(task, data, out, include=include, wheels=wheels, extra_args=extra_args)
+    except BaseException:
+        if fresh:  # nothing half-written: a bundle that failed is removed (one that existed is kept)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _make_bundle(task: str, data: list[str], out: Path, *, include: list[Path], wheels: bool,
+                 extra_args: list[str]) -> dict[str, Any]:
     home = out / "home"
     home.mkdir(parents=True, exist_ok=True)
     names = [bundle_data(task, d, home) for d in (data or ["sample"])]
     prepared = {n: run_prep_verbs(task, n, home, extra_args) for n in names}
     extras = []
     for path in include:
-        if not path.exists():
-            raise DataError(f"--include {path}: no such file or folder")
         dest = out / "extra" / path.name
         if dest.exists():
             shutil.rmtree(dest) if dest.is_dir() else dest.unlink()

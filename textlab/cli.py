@@ -171,7 +171,11 @@ def _apply_common(common: dict) -> None:
 
 
 def _emit(result: Any) -> None:
-    if json_mode():
+    from . import distributed
+
+    if isinstance(result, dict) and result.get("_relaunched"):
+        return  # `--nproc N`: the processes printed (rank 0 alone); the launcher prints nothing more
+    if json_mode() and distributed.is_main():
         out.print_json(json.dumps(_jsonable(result), ensure_ascii=False), ensure_ascii=False)
 
 
@@ -260,7 +264,7 @@ def _relaunch_under_torchrun(nproc: int) -> Any:
     if code != 0:
         _ARGV_SAID[0] = True  # the processes printed their own line
         raise typer.Exit(code)
-    return {"nproc": nproc, "exit_code": code}
+    return {"_relaunched": True, "nproc": nproc, "exit_code": code}
 
 
 _ARGV: list[str] = []
@@ -541,8 +545,9 @@ def _runs_command(
     colours = {"finished": "green", "running": "cyan", "failed": "red", "interrupted": "yellow", "stale": "magenta",
                "queued": "blue"}
     for r in sorted(rows, key=lambda r: r.get("start") or ""):
-        best = r.get("best") or {}
-        best_s = f"{best.get('metric')} {best.get('value'):.4g}" if best.get("value") is not None else "-"
+        best = r.get("best") if isinstance(r.get("best"), dict) else {}
+        value = best.get("value")
+        best_s = f"{best.get('metric')} {value:.4g}" if isinstance(value, (int, float)) else "-"
         st = r.get("status", "?")
         if isinstance(r.get("slurm"), dict):
             st += f" (job {r['slurm'].get('job_id')})"
@@ -738,7 +743,9 @@ def main(argv: list[str] | None = None) -> int:
         error_line(exc.line())
         return exc.exit_code
     except _click.exceptions.NoArgsIsHelpError as exc:
-        out.print(exc.ctx.get_help() if exc.ctx else "", markup=False, highlight=False)
+        text = exc.format_message()  # typer's rich help prints itself while the error is made (and is "")
+        if text.strip():
+            out.print(text, markup=False, highlight=False)
         return 0
     except _click.exceptions.ClickException as exc:
         if debug:

@@ -14,6 +14,7 @@ import time
 from typing import Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
@@ -48,19 +49,19 @@ def show(*renderables: Any) -> None:
 def status(message: str) -> None:
     """A status line on stderr (suppressed on non-zero ranks)."""
     if _is_main() and not _state["quiet"]:
-        err.print(f"[dim]{message}[/dim]", highlight=False)
+        err.print(f"[dim]{escape(message)}[/dim]", highlight=False)  # a path like "news [final]" is not markup
 
 
 def warn(message: str) -> None:
     if _is_main():
-        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
 
 def error_line(message: str) -> None:
     """The one red line of a failed command (rank 0 only: under torchrun every rank would repeat it)."""
     if not _is_main() and not os.environ.get("TEXTLAB_DEBUG"):
         return
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
 
 
 def _is_main() -> bool:

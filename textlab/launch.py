@@ -34,6 +34,11 @@ def main(argv: list[str]) -> int:
         return code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - torchrun's SignalException (SIGTERM from SLURM): no traceback
+        signum = getattr(exc, "sigval", None)
+        if signum is None:
+            raise
+        return 128 + int(signum)  # the workers got the signal too and saved last.pt
     return 0
 
 

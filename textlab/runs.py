@@ -68,6 +68,7 @@ class Run:
         self._snapshot: dict[str, bytes] = {}
         self._died = False  # resumed after a process that ended without marking the run (kill -9)
         self._trimmed = False
+        self._keep_dir = False  # a directory chosen in advance (a SLURM job's): never removed
         self._announced = False
         self._handlers: dict[int, Any] = {}
         self._stop_announced = False
@@ -132,6 +133,7 @@ class Run:
         if prior.get("slurm"):
             info["slurm"] = prior["slurm"]
         run = cls(path, info, config)
+        run._keep_dir = bool(fixed) and not given
         if run.is_main:
             write_json(path / "config.json", config)
             write_json(path / "run.json", info)
@@ -154,6 +156,11 @@ class Run:
             if not (path / "checkpoints" / "last.pt").exists():
                 raise UsageError(f"run {path} has no checkpoints/last.pt to resume from")
             run._died = info.get("status") == "running"
+            trained, now = int(info.get("world_size") or 1), distributed.world_size()
+            if trained != now:  # each process trains its own shard: another count is another data order
+                hint = f"textlab train --resume {path}" + (f" --nproc {trained}" if trained > 1 else "")
+                raise UsageError(f"run {path} trained with {trained} process(es), this resume has {now}",
+                                 hint=hint)
             if run.is_main:
                 run._snapshot = {n: (path / n).read_bytes() for n in ("run.json", "config.json") if (path / n).exists()}
                 run.info.setdefault("resumes", []).append({"at": _now(), "command": _command_line()})
@@ -348,7 +355,7 @@ class Run:
             self.finish("interrupted" if self.stop_requested else "finished")
         elif issubclass(exc_type, KeyboardInterrupt):
             self.finish("interrupted")
-        elif issubclass(exc_type, TextlabError) and not self._wrote:
+        elif issubclass(exc_type, TextlabError) and not self._wrote and not self._keep_dir:
             self.discard()
         else:
             self.finish("failed", error=f"{exc_type.__name__}: {exc}")
@@ -442,6 +449,8 @@ def list_runs(runs_dir: str | os.PathLike | None = None, task: str | None = None
             info = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
+        if not isinstance(info, dict):
+            continue  # not a run.json textlab wrote
         if task and info.get("task") != task:
             continue
         info["path"] = str(info_path.parent)

@@ -25,7 +25,8 @@ from .data import write_json
 from .errors import TextlabError, UsageError
 from .runs import runs_root
 
-_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+# sbatch --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED / INFINITE
+_TIME = re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}){0,2}|unlimited|infinite)$", re.I)
 
 
 def plan(args: list[str], runs_dir: str | os.PathLike | None) -> tuple[str, str, Path | None]:
@@ -55,6 +56,10 @@ def plan(args: list[str], runs_dir: str | os.PathLike | None) -> tuple[str, str,
         params = dict(ctx.params)
     if params.get("sweep"):
         raise UsageError("submit one job per run: --sweep is not supported with submit")
+    if (params.get("nproc") or 1) > 1:
+        # inside the job the relaunch would sit between SLURM's SIGTERM and the processes that must save
+        raise UsageError("give the number of processes to submit, not to train",
+                         hint=f"textlab submit --nproc {params['nproc']} -- train {task_name} ...")
     if params.get("resume"):
         return task_name, "", _existing_run(str(params["resume"]))
     options = {k: (v.value if hasattr(v, "value") else v) for k, v in params.items()}
@@ -76,7 +81,13 @@ def job_script(*, run_dir: Path, args: list[str], home: Path | None, runs: Path,
                partition: str | None, time: str | None, nodes: int, gpus: int, cpus: int | None, mem: str | None,
                account: str | None, qos: str | None, nproc: int, grace: int, extra: list[str], offline: bool) -> str:
     """The sbatch script, as text."""
-    sb = [f"--job-name={job_name}", f"--output={run_dir}/slurm-%j.out", "--open-mode=append", "--requeue",
+    for name, value in (("--partition", partition), ("--account", account), ("--qos", qos), ("--mem", mem)):
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise UsageError(f"{name} {value!r}: SLURM values have no spaces")
+    for e in extra:
+        if not e.startswith("-") or any(c.isspace() for c in e.split("=", 1)[0]):
+            raise UsageError(f"--sbatch {e!r} is not an sbatch option", hint="e.g. --sbatch=--constraint=a100")
+    sb = [f"--job-name={job_name}", f'--output="{run_dir}/slurm-%j.out"', "--open-mode=append", "--requeue",
           f"--signal=B:TERM@{grace}", f"--nodes={nodes}", "--ntasks-per-node=1"]
     if partition:
         sb.append(f"--partition={partition}")
@@ -100,6 +111,8 @@ def job_script(*, run_dir: Path, args: list[str], home: Path | None, runs: Path,
     if offline:
         env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TEXTLAB_OFFLINE": "1"})
     lines += ["set -u"] + [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    if nproc > 1:  # torchrun's own default, said here so it does not print a warning about it; --threads overrides
+        lines.append('export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"')
     lines.append(f"cd {shlex.quote(os.getcwd())}")
     py = shlex.quote(python)
     if nproc > 1 and nodes > 1:
