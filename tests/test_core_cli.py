@@ -240,6 +240,19 @@ def test_a_resume_after_a_kill_drops_what_the_dead_process_logged_after_last_pt(
     with open(run / "metrics.jsonl", "a") as fh:  # what it logged after its last last.pt, and a torn line
         fh.write(json.dumps({"step": 25, "epoch": 3.1, "split": "train", "name": "loss", "value": 9.0, "time": 1}) + "\n")
         fh.write('{"step": 26, "spl')
+    import shutil
+
+    import torch
+
+    before = (run / "metrics.jsonl").read_bytes()
+    last = run / "checkpoints" / "last.pt"
+    shutil.copy(last, tmp_path / "last.pt")
+    data = torch.load(last, weights_only=True)
+    data["state_dict"]["emb.weight"] = torch.zeros(3, 3)
+    torch.save(data, last)
+    res = cli("train", "--resume", run, "--steps", "30")  # refused after last.pt was read: nothing dropped
+    assert res.code == 1 and "do not fit" in res.err and (run / "metrics.jsonl").read_bytes() == before
+    shutil.copy(tmp_path / "last.pt", last)
     res = cli("train", "--resume", run, "--steps", "30")
     assert res.code == 0, res.err
     assert "dropped 2 metric records" in res.err  # the record and the torn line
@@ -257,6 +270,11 @@ def test_a_sweep_checks_every_value_before_the_first_run(cli, toy, tmp_path):
     assert not (tmp_path / "runs" / "toy").exists()
     res = cli("train", "toy", "--sweep", "lr=0.1", "--sweep", "lr=0.2")
     assert res.code == 2 and "names lr twice" in res.err and len(res.err_lines) == 1
+    res = cli("train", "toy", "--sweep", "fail=false,maybe")
+    assert res.code == 2 and "a flag takes true or false" in res.err and len(res.err_lines) == 1
+    res = cli("train", "toy", "--sweep", "lr=,")
+    assert res.code == 2 and "gives no values" in res.err
+    assert not (tmp_path / "runs" / "toy").exists()
 
 
 def test_artifact_verb_help_for_a_task(cli, toy):
@@ -309,3 +327,16 @@ def test_runs_skips_a_run_json_it_did_not_write(cli, toy, tmp_path):
     res = cli("runs")
     assert res.code == 0, res.err
     assert "weird" in res.out and "odd" not in res.out
+
+
+def test_a_run_still_training_is_not_resumed_beside_itself(cli, toy, tmp_path):
+    import os
+
+    assert cli("train", "toy", "--steps", "10").code == 0
+    run = only_run(tmp_path / "runs")
+    info = json.loads((run / "run.json").read_text())
+    parent = os.getppid()  # a live process on this host, not this one
+    info.update(status="running", pid=parent)
+    (run / "run.json").write_text(json.dumps(info))
+    res = cli("train", "--resume", run, "--steps", "20")
+    assert res.code == 2 and f"still training (process {parent})" in res.err and len(res.err_lines) == 1

@@ -176,6 +176,16 @@ def test_non_finite_metrics_are_valid_json_and_read_back_as_nan(tmp_path):
     values = {r["name"]: r["value"] for r in read_metrics(run.dir)}
     assert math.isnan(values["a"]) and math.isnan(values["b"]) and values["c"] == 0.5
 
+    class Seen:  # a logger (tensorboard, csv, a plugin's) gets the float, not None
+        got: list = []
+
+        def log(self, rec):
+            self.got.append(rec["value"])
+
+    run._loggers = [Seen()]
+    run.log("valid", {"a": float("nan")}, step=2)
+    assert len(Seen.got) == 1 and isinstance(Seen.got[0], float) and math.isnan(Seen.got[0])
+
 
 def test_first_line_cuts_long_messages_at_a_word_with_an_ellipsis():
     from textlab.errors import first_line
@@ -206,6 +216,13 @@ def test_fit_without_an_epoch_limit_runs_to_max_steps(tmp_path):
     assert result.step == 10 and result.epoch == 2  # 4 batches an epoch: past the first two epochs
     with pytest.raises(ValueError, match="needs max_steps or time_budget"):
         fit(run, net, torch.optim.SGD(net.parameters(), lr=0.1), epochs=None, **kwargs)
+    # an epoch with no batches and no epoch limit would loop for ever: one clear error instead
+    from textlab.errors import DataError
+
+    empty = Run.create("toy", "lin", {}, runs_dir=str(tmp_path))
+    with pytest.raises(DataError, match="yielded no batches"):
+        fit(empty, net, torch.optim.SGD(net.parameters(), lr=0.1), epochs=None, max_steps=10,
+            **{**kwargs, "batches": lambda epoch: []})
 
 
 def test_compare_never_picks_nan_as_best_and_gives_lr_no_direction(tmp_path):

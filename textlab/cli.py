@@ -316,6 +316,9 @@ def _invoke(ctx: Any, args: list[str], **replay: Any) -> Any:
         _REPLAY.update(saved)
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
 def _sweep(ctx: Any, task: TaskSpec, specs: list[str]) -> Any:
     from .compare import compare_runs
 
@@ -330,7 +333,14 @@ def _sweep(ctx: Any, task: TaskSpec, specs: list[str]) -> Any:
             raise UsageError(f"--sweep: {task.name} train has no option {key!r}", hint="options: " + ", ".join(names))
         if any(axis[0][0].name == param.name for axis in axes if axis):
             raise UsageError(f"--sweep names {param.name} twice", hint=f"give all its values once: --sweep {key}=V1,V2,...")
-        axes.append([(param, v.strip()) for v in values.split(",") if v.strip()])
+        axis = [(param, v.strip()) for v in values.split(",") if v.strip()]
+        if not axis:
+            raise UsageError(f"--sweep {spec!r} gives no values", hint="--sweep KEY=V1,V2,...")
+        if getattr(param, "is_flag", False):
+            for _, v in axis:
+                if v.lower() not in _TRUE | _FALSE:
+                    raise UsageError(f"--sweep {key}={v}: a flag takes true or false (1/0, yes/no, on/off)")
+        axes.append(axis)
     base = _strip_options(ctx.meta.get("textlab.args", []), {"--sweep"})
     results, dirs = [], []
     runs = []
@@ -338,7 +348,7 @@ def _sweep(ctx: Any, task: TaskSpec, specs: list[str]) -> Any:
         args = list(base)
         for param, value in combo:
             if getattr(param, "is_flag", False):
-                truthy = value.lower() in ("1", "true", "yes", "on")
+                truthy = value.lower() in _TRUE
                 args += _param_tokens(param, truthy)
             else:
                 args += [max(param.opts, key=len), value]

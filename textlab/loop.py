@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 
 from . import distributed
 from .console import progress, status
-from .errors import TextlabError
+from .errors import DataError, TextlabError
 
 
 @dataclass
@@ -281,8 +281,12 @@ def fit(run: Any, model: Any, optimizer: Any, *,
                     stopped = reason
                     break
             else:
+                if st["batch"] == 0 and epochs is None:  # nothing trained this epoch: it would loop forever
+                    raise DataError("an epoch of training yielded no batches (too little data for one batch?)")
                 st["epoch"] += 1
                 st["batch"] = 0
+                if run.should_stop():
+                    stopped = "interrupted"
                 if not evaluated_here:
                     if do_eval(float(st["epoch"])):
                         stopped = "early_stop"

@@ -3,8 +3,9 @@
     runs/<task>/<YYYYmmdd-HHMMSS>-<label>[-<name>]/
       run.json        task, model, status, command line, versions, git commit, seed, device,
                       start/end, wall time, best metric
-      config.json     every resolved option, as plain JSON
-      metrics.jsonl   {"step", "epoch", "split", "name", "value", "time"}, append-only
+      config.json     every option as given, as plain JSON
+      metrics.jsonl   {"step", "epoch", "split", "name", "value", "time"}, appended to (a resume after a
+                      process died drops what it logged after its last last.pt); NaN/inf as null
       checkpoints/    last.pt (resumable), best.pt
       plots/  eval/  outputs/
 
@@ -68,6 +69,7 @@ class Run:
         self._snapshot: dict[str, bytes] = {}
         self._died = False  # resumed after a process that ended without marking the run (kill -9)
         self._trimmed = False
+        self._trim_to: Any = None
         self._keep_dir = False  # a directory chosen in advance (a SLURM job's): never removed
         self._announced = False
         self._handlers: dict[int, Any] = {}
@@ -155,7 +157,12 @@ class Run:
         if resume:
             if not (path / "checkpoints" / "last.pt").exists():
                 raise UsageError(f"run {path} has no checkpoints/last.pt to resume from")
-            run._died = info.get("status") == "running"
+            # a process that ended without saving at the end: killed (still "running") or failed
+            run._died = info.get("status") in ("running", "failed")
+            if (info.get("status") == "running" and info.get("host") == socket.gethostname()
+                    and info.get("pid") != os.getpid() and _alive(info.get("pid"))):
+                raise UsageError(f"run {path} is still training (process {info.get('pid')})",
+                                 hint="stop it first (Ctrl-C saves last.pt), then resume")
             trained, now = int(info.get("world_size") or 1), distributed.world_size()
             if trained != now:  # each process trains its own shard: another count is another data order
                 hint = f"textlab train --resume {path}" + (f" --nproc {trained}" if trained > 1 else "")
@@ -228,13 +235,13 @@ class Run:
                 value = value.item()
             if value is None:
                 continue
-            value = float(value)
             records.append({"step": int(step), "epoch": None if epoch is None else round(float(epoch), 4),
-                            "split": split, "name": name, "value": value if math.isfinite(value) else None,
-                            "time": now})  # NaN / inf are not JSON: null (read back as NaN)
+                            "split": split, "name": name, "value": float(value), "time": now})
+        self._apply_trim()
         with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, allow_nan=False) + "\n")
+            for rec in records:  # NaN / inf are not JSON: null there (read back as NaN); loggers get the float
+                line = rec if math.isfinite(rec["value"]) else {**rec, "value": None}
+                fh.write(json.dumps(line, allow_nan=False) + "\n")
             fh.flush()
         self.mark_wrote()
         for logger in self._loggers:
@@ -252,6 +259,7 @@ class Run:
         from .checkpoint import save_checkpoint
 
         payload.setdefault("task", self.task)
+        self._apply_trim()
         if which == "last":  # where metrics.jsonl stood: a resume after a kill drops what came later
             log = self.dir / "metrics.jsonl"
             payload.setdefault("run_state", {"metrics_bytes": log.stat().st_size if log.exists() else 0})
@@ -263,13 +271,18 @@ class Run:
         from .checkpoint import load_checkpoint
 
         data = load_checkpoint(self.checkpoint_path(which))
-        if which == "last" and self.resumed and self._died and not self._trimmed and self.is_main:
-            self._trimmed = True
-            self._trim_metrics((data.get("run_state") or {}).get("metrics_bytes"))
+        if which == "last" and self.resumed and self._died and self._trim_to is None and self.is_main:
+            # done at this process's first write, so a resume refused before it loses nothing
+            self._trim_to = (data.get("run_state") or {}).get("metrics_bytes")
         return data
 
+    def _apply_trim(self) -> None:
+        if self._trim_to is not None and not self._trimmed:
+            self._trimmed = True
+            self._trim_metrics(self._trim_to)
+
     def _trim_metrics(self, size: Any) -> None:
-        """Drop the records a killed process logged after its last.pt: the resumed run logs those steps again."""
+        """Drop the records a dead process logged after its last.pt: the resumed run logs those steps again."""
         log = self.dir / "metrics.jsonl"
         if not isinstance(size, int) or not log.exists() or log.stat().st_size <= size:
             return
