@@ -131,6 +131,9 @@ def test_allow_list(mods, monkeypatch):
     monkeypatch.setenv("TEXTLAB_PLUGINS", "allow_b")
     reg = plugins.Registry().load(entry_points=[a, b])
     assert set(reg.tasks) == {"tb"}
+    monkeypatch.setenv("TEXTLAB_PLUGINS", "allow_b,alow_a")  # a typo is said, not silently skipped
+    with pytest.raises(PluginError, match="names 'alow_a', not an installed plugin"):
+        plugins.Registry().load(entry_points=[a, b])
 
 
 def test_broken_plugin_does_not_take_the_cli_down(cli, toy, tmp_path, monkeypatch):

@@ -208,9 +208,9 @@ def _train(ctx: Any, task: TaskSpec, func: Callable[..., Any], options: dict, co
     from .loop import seed_everything
     from .runs import Run
 
+    device = distributed.resolve_device(common["device"])  # "no CUDA GPU" here, not in each process
     if common.get("nproc", 1) > 1 and distributed.world_size() == 1:
         return _relaunch_under_torchrun(int(common["nproc"]))
-    device = distributed.resolve_device(common["device"])
     distributed.init(device)
     if common.get("sweep") and not _REPLAY.get("in_sweep"):
         return _sweep(ctx, task, common["sweep"])

@@ -97,6 +97,10 @@ class Registry:
         allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
         seen: set[tuple[str, str]] = set()
         eps = list(entry_points) if entry_points is not None else _entry_points()
+        unknown = sorted((allowed or set()) - {ep.name for ep in eps})
+        if unknown:  # a typo would otherwise load fewer plugins without a word
+            raise PluginError(f"TEXTLAB_PLUGINS names {', '.join(map(repr, unknown))}, not an installed plugin",
+                              hint="installed: " + (", ".join(sorted({ep.name for ep in eps})) or "none"))
         for ep in sorted(eps, key=lambda e: e.name):
             if (ep.name, ep.value) in seen:
                 continue
