@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from typer import Argument, Option  # noqa: E402  (typed options for verb functions)
 
-from .checkpoint import Artifact, load_checkpoint, open_artifact, same_data, save_checkpoint  # noqa: E402
+from .checkpoint import Artifact, load_checkpoint, load_weights, open_artifact, same_data, save_checkpoint  # noqa: E402
 from .console import Timer, progress, show, status, warn  # noqa: E402
 from .data import (  # noqa: E402
     Source,
@@ -50,7 +50,7 @@ __all__ = [
     "Argument", "Artifact", "CheckpointError", "DataError", "DatasetSpec", "EmbedderSpec", "FitResult", "LoggerSpec", "MISSING_MEANS", "MetricSpec",
     "ModelSpec", "Option", "PluginError", "Run", "Source", "TaskSpec", "TextlabError", "Timer", "UsageError", "Vocab",
     "atomic_write", "cache_dir", "config_from_dict", "config_to_dict", "distributed", "fingerprint", "fit",
-    "hookimpl", "hookspec", "iter_lines", "load_checkpoint", "load_hub", "make_config", "open_artifact", "progress",
+    "hookimpl", "hookspec", "iter_lines", "load_checkpoint", "load_hub", "load_weights", "make_config", "open_artifact", "progress",
     "read_json", "read_metrics", "read_table", "registry", "resolve", "same_data", "save_checkpoint", "seed_everything", "show",
     "split_files", "status", "textlab_home", "warn", "words", "write_json",
 ]

@@ -92,8 +92,7 @@ def run_prep_verbs(task: str, name: str, home: Path, extra_args: list[str]) -> l
     for verb in PREP_VERBS:
         if verb not in spec.verbs:
             continue
-        command = app.commands[verb].commands[task]
-        known = {o for p in command.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+        known = _verb_options(app, verb, task)
         args = ["--data", name] if "--data" in known else []
         args += _filter_args(extra_args, known)
         status(f"bundle: textlab {verb} {task} {' '.join(args)}")
@@ -110,6 +109,12 @@ def run_prep_verbs(task: str, name: str, home: Path, extra_args: list[str]) -> l
     return done
 
 
+def _verb_options(app: Any, verb: str, task: str) -> set[str]:
+    """Every option spelling (`--min-count`, `--no-lower`...) of `textlab VERB TASK`."""
+    command = app.commands[verb].commands[task]
+    return {o for p in command.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+
+
 def _check_args(task: str, args: list[str]) -> None:
     """Every option after `--` must be one that some prep verb of the task takes (a typo is not dropped)."""
     from .cli import build_app
@@ -117,11 +122,7 @@ def _check_args(task: str, args: list[str]) -> None:
 
     spec = registry().task(task)
     app = build_app()
-    known: set[str] = set()
-    for verb in PREP_VERBS:
-        if verb in spec.verbs:
-            command = app.commands[verb].commands[task]
-            known |= {o for p in command.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+    known = set().union(*(_verb_options(app, v, task) for v in PREP_VERBS if v in spec.verbs))
     for a in args:
         flag = a.split("=", 1)[0]
         if flag.startswith("-") and flag not in known and not flag.lstrip("-").replace(".", "", 1).isdigit():

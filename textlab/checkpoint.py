@@ -215,10 +215,7 @@ class Artifact:
         if self._model is None:
             spec = self._model_spec()
             model = spec.build(self.model_config(), self.vocab)
-            try:
-                model.load_state_dict(self.state_dict)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{self.path}: weights do not fit model {self.model_name!r} ({mismatch_detail(exc)})") from None
+            load_weights(model, self.state_dict, source=self.path)
             model.eval()
             self._model = model
         return self._model.to(device)

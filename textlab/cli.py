@@ -262,13 +262,13 @@ def _relaunch_under_torchrun(nproc: int) -> Any:
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too; --threads still overrides
     code = subprocess.call(cmd, env=env)
     if code != 0:
-        _ARGV_SAID[0] = True  # the processes printed their own line
+        _CHILDREN_SAID[0] = True  # the processes printed their own line
         raise typer.Exit(code)
     return {"_relaunched": True, "nproc": nproc, "exit_code": code}
 
 
 _ARGV: list[str] = []
-_ARGV_SAID = [False]
+_CHILDREN_SAID = [False]
 
 
 class Interrupted(Exception):
@@ -692,7 +692,7 @@ def build_app() -> Any:
         sub = typer.Typer(cls=_verb_group(verb, kind), no_args_is_help=True, add_completion=False,
                           help=VERB_HELP.get(verb) or (f"{first} (added by: {', '.join(t.name for t in added)})"
                                                        if first else f"'{verb}' (added by a task plugin)."))
-        for task in reg.tasks_for(verb):
+        for task in added:
             func = task.verbs[verb]
             got = verb_kind(func)
             if got != kind:
@@ -733,11 +733,11 @@ def main(argv: list[str] | None = None) -> int:
     clean = False
     try:
         command = build_app()
-        _ARGV_SAID[0] = False
+        _CHILDREN_SAID[0] = False
         rv = command.main(args=argv, prog_name="textlab", standalone_mode=False)
         clean = True
         code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
-        if code == 130 and not _ARGV_SAID[0]:  # typer turns Ctrl-C inside a command (eval, generate...) into 130
+        if code == 130 and not _CHILDREN_SAID[0]:  # typer turns Ctrl-C inside a command (eval, generate...) into 130
             error_line("interrupted")
         return code
     except Interrupted as exc:

@@ -67,7 +67,7 @@ class Run:
         # puts a resumed one back as it was (run.json, config.json: see `discard`)
         self._wrote = False
         self._snapshot: dict[str, bytes] = {}
-        self._died = False  # resumed after a process that ended without marking the run (kill -9)
+        self._died = False  # resumed after a process that ended without saving at the end (killed or failed)
         self._trimmed = False
         self._trim_to: Any = None
         self._keep_dir = False  # a directory chosen in advance (a SLURM job's): never removed

@@ -378,10 +378,5 @@ def load_matched(model: nn.Module, artifact: Any, vocab: list[str]) -> int:
         new_ids, old_ids = map(torch.tensor, zip(*pairs))
         rows[new_ids] = state[key][old_ids].to(rows.dtype)
     state[key] = rows
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        from textlab.errors import first_line
-
-        raise textlab.CheckpointError(f"{artifact.path}: weights do not fit this model ({first_line(exc)})") from None
+    textlab.load_weights(model, state, source=artifact.path)
     return len(pairs)
