@@ -15,9 +15,11 @@ part; accuracy on the full test split) are the CLI's `textlab train agnews --mod
   * hidden64d64 the same with 64-d embeddings
   * swa         the average of the weights at 9 points in the last 40% of training (stochastic weight averaging)
   * ensemble3   three models from three initialisations, their class probabilities averaged
+  * meanmax     + a word table of its own, max-pooled over the text's words (SWEM-concat, Shen et al.
+                2018): the linear layer sees the average of words and bigrams and the per-dimension maximum
 
-Prints a table (test accuracy per seed and mean, seconds, load average) and writes
-benchmarks/results/agnews_bow_variants.json.
+Prints a table (test accuracy per seed, mean test and valid accuracy, seconds, load average) and adds
+its rows to benchmarks/results/agnews_bow_variants.json (rows of variants or seeds not run again stay).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ VARIANTS = {
     "hidden64d64": {"hidden": 64, "dim": 64},
     "swa": {"swa": 0.4},
     "ensemble3": {"members": 3},
+    "meanmax": {"maxpool": True},
 }
 MAX_LEN, BATCH, EPOCHS, LR, DROPOUT, BUCKETS = 128, 32, 5, 0.2, 0.3, 1_000_000
 
@@ -67,7 +70,7 @@ def subword_table(vocab, offset: int, minn: int = 3, maxn: int = 5):
     return table
 
 
-def build(vocab_size: int, subwords: Any = None, hidden: int = 0, dim: int = 32):
+def build(vocab_size: int, subwords: Any = None, hidden: int = 0, dim: int = 32, maxpool: bool = False):
     import torch
     from textlab_agnews.model import ngram_ids
 
@@ -77,8 +80,12 @@ def build(vocab_size: int, subwords: Any = None, hidden: int = 0, dim: int = 32)
             rows = vocab_size + BUCKETS + (BUCKETS if subwords is not None else 0)
             self.bag = torch.nn.EmbeddingBag(rows, dim, mode="mean", sparse=True)
             torch.nn.init.uniform_(self.bag.weight, -1.0 / dim, 1.0 / dim)
-            self.hidden = torch.nn.Linear(dim, hidden) if hidden else None
-            self.out = torch.nn.Linear(hidden or dim, 4)
+            self.words = torch.nn.Embedding(vocab_size, dim, sparse=True) if maxpool else None
+            if maxpool:
+                torch.nn.init.uniform_(self.words.weight, -1.0 / dim, 1.0 / dim)
+            width = dim * (2 if maxpool else 1)
+            self.hidden = torch.nn.Linear(width, hidden) if hidden else None
+            self.out = torch.nn.Linear(hidden or width, 4)
 
         def forward(self, tokens, lengths):
             ids, mask = ngram_ids(tokens, lengths, vocab_size, BUCKETS, 2, "mix64")
@@ -92,6 +99,9 @@ def build(vocab_size: int, subwords: Any = None, hidden: int = 0, dim: int = 32)
                 mask = mask & keep
             counts = mask.sum(1)
             x = self.bag(ids[mask], torch.cumsum(counts, 0) - counts)
+            if self.words is not None:  # the words' own positions lead `mask` (ngram_ids puts them first)
+                words = self.words(tokens).masked_fill(~mask[:, :tokens.shape[1], None], float("-inf"))
+                x = torch.cat([x, words.max(1).values], 1)
             return self.out(torch.relu(self.hidden(x)) if self.hidden is not None else x)
 
     return Net()
@@ -122,7 +132,7 @@ def run_variant(data: dict, name: str, seed: int) -> dict:
     p_valid, p_test = 0, 0
     for member in range(spec.get("members", 1)):
         torch.manual_seed(seed * 7919 + member)
-        net = build(len(vocab), subwords, spec.get("hidden", 0), spec.get("dim", 32))
+        net = build(len(vocab), subwords, spec.get("hidden", 0), spec.get("dim", 32), spec.get("maxpool", False))
 
         def batches(epoch: int) -> list:
             return D.bucket_batches(train.lengths.clamp(max=MAX_LEN), BATCH, torch.Generator().manual_seed(seed * 1_000_003 + epoch))
@@ -151,8 +161,8 @@ def run_variant(data: dict, name: str, seed: int) -> dict:
     def accuracy(p, enc) -> float:
         return round(float((p.argmax(1) == enc.labels).float().mean()), 4)
 
-    return {"variant": name, "seed": seed, "test_accuracy": accuracy(p_test, test), "valid_accuracy": accuracy(p_valid, valid),
-            "seconds": round(time.perf_counter() - t0, 1), "load_before": load0, "load_after": round(os.getloadavg()[0], 2)}
+    return {"variant": name, "seed": seed, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "test_accuracy": accuracy(p_test, test), "valid_accuracy": accuracy(p_valid, valid), "seconds": round(time.perf_counter() - t0, 1), "load_before": load0, "load_after": round(os.getloadavg()[0], 2)}
 
 
 def main() -> None:
@@ -182,22 +192,28 @@ def main() -> None:
         for seed in seeds:
             rows.append(run_variant(loaded, name, seed))
             print(json.dumps(rows[-1]), file=sys.stderr)
+    # rows of other variants or seeds already in the file stay (each row has its date): a new variant adds its rows
+    kept = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+    done = {(r["variant"], r["seed"]) for r in rows}
+    everything = [r for r in kept if (r["variant"], r["seed"]) not in done] + rows
+    all_seeds = sorted({r["seed"] for r in everything})
     table = Table(title=f"bow variants on {args.data} (test accuracy)",
                   caption="TF-IDF + LR on ../shared/data/agnews: 0.9188 (benchmarks/agnews.py, 2026-11-22)")
-    for col in ["variant", *(f"seed {s}" for s in seeds), "mean", "s per run", "load"]:
+    for col in ["variant", *(f"seed {s}" for s in all_seeds), "mean", "mean valid", "s per run", "load"]:
         table.add_column(col, justify="left" if col == "variant" else "right")
     summary = []
-    for name in names:
-        mine = [r for r in rows if r["variant"] == name]
-        mean = sum(r["test_accuracy"] for r in mine) / len(mine)
-        summary.append({"variant": name, "mean_test_accuracy": round(mean, 4)})
-        table.add_row(name, *(f"{r['test_accuracy']:.4f}" for r in mine), f"{mean:.4f}",
-                      f"{sum(r['seconds'] for r in mine) / len(mine):.0f}",
-                      f"{min(r['load_before'] for r in mine)}-{max(r['load_after'] for r in mine)}")
+    for name in [n for n in VARIANTS if any(r["variant"] == n for r in everything)]:
+        mine = {r["seed"]: r for r in everything if r["variant"] == name}
+        mean = sum(r["test_accuracy"] for r in mine.values()) / len(mine)
+        valid = sum(r["valid_accuracy"] for r in mine.values()) / len(mine)
+        summary.append({"variant": name, "mean_test_accuracy": round(mean, 4), "mean_valid_accuracy": round(valid, 4)})
+        table.add_row(name, *(f"{mine[s]['test_accuracy']:.4f}" if s in mine else "-" for s in all_seeds), f"{mean:.4f}",
+                      f"{valid:.4f}", f"{sum(r['seconds'] for r in mine.values()) / len(mine):.0f}",
+                      f"{min(r['load_before'] for r in mine.values())}-{max(r['load_after'] for r in mine.values())}")
     Console(width=120 if not sys.stdout.isatty() else None).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": args.data, "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                                    "summary": summary, "runs": rows}, indent=1) + "\n")
+                                    "summary": summary, "runs": everything}, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -25,7 +25,8 @@ from . import data as D
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "rnn": {"lr": 2e-3, "epochs": 6, "batch_size": 64, "max_len": 64, "min_count": 2, "optimizer": "adam",
             "warmup": 0.02},
-    "bow": {"lr": 0.2, "epochs": 5, "batch_size": 32, "max_len": 128, "min_count": 1, "optimizer": "adagrad",
+    # bow's lr 0.1: the best mean valid accuracy of 12 (lr, dropout, emb_dim) settings over 3 seeds (README)
+    "bow": {"lr": 0.1, "epochs": 5, "batch_size": 32, "max_len": 128, "min_count": 1, "optimizer": "adagrad",
             "warmup": 0.0},
 }
 MODEL_FIELDS = ("rnn", "emb_dim", "hidden_dim", "layers", "bidirectional", "aggregation", "concat_last", "dropout",
