@@ -335,6 +335,22 @@ def test_resume_continues_exactly(cli, tmp_path):
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
 
 
+def test_resume_keeps_the_settings_its_start_resolved(cli, tmp_path, monkeypatch):
+    from textlab_agnews import train as T
+
+    # a run started before a default changed (bow's lr was 0.2) goes on with the lr it started with
+    monkeypatch.setitem(T.TRAIN_DEFAULTS, "bow", {**T.TRAIN_DEFAULTS["bow"], "lr": 0.2})
+    args = ["--data", "sample", "--threads", "1", "--model", "bow", "--buckets", "500", "--epochs", "2"]
+    assert cli("train", "agnews", *args, "--max-steps", "24").code == 0
+    (run,) = runs_of(tmp_path / "runs")
+    monkeypatch.setitem(T.TRAIN_DEFAULTS, "bow", {**T.TRAIN_DEFAULTS["bow"], "lr": 0.1})
+    res = cli("train", "--resume", run, "--max-steps", "36")
+    assert res.code == 0, res.err
+    assert json.loads((run / "run.json").read_text())["settings"]["lr"] == 0.2
+    lrs = [r["value"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["name"] == "lr"]
+    assert 0.1 < lrs[-1] < 0.2  # still on the schedule from 0.2 (one from 0.1 never passes 0.1)
+
+
 def test_sweep_makes_one_run_per_value(cli, tmp_path):
     res = cli("train", "agnews", *TINY, "--epochs", "1", "--rnn", "gru", "--layers", "2", "--bidirectional",
               "--sweep", "hidden_dim=8,12", "--json")

@@ -33,9 +33,14 @@ MODEL_FIELDS = ("rnn", "emb_dim", "hidden_dim", "layers", "bidirectional", "aggr
                 "ngram_dim", "buckets", "ngrams")
 
 
-def settings_for(model: str, options: dict) -> dict:
-    """The training settings: the model's defaults, overridden by every option that is set."""
+def settings_for(model: str, options: dict, recorded: dict | None = None) -> dict:
+    """The training settings: the model's defaults, overridden by every option that is set.
+
+    `recorded`: a resumed run's settings as its start resolved them; they stand in for the
+    defaults, so a default changed since then (bow's lr was 0.2) does not reach that run.
+    """
     base = dict(TRAIN_DEFAULTS.get(model, TRAIN_DEFAULTS["rnn"]))
+    base.update({k: v for k, v in (recorded or {}).items() if k in base})
     base.update({k: v for k, v in options.items() if k in base and v is not None})
     if not base["lr"] > 0:
         raise textlab.UsageError(f"--lr must be positive, not {base['lr']}")
@@ -390,7 +395,7 @@ def train_model(run: textlab.Run, *, data: str = "ag_news", model: str = "rnn", 
     import torch
 
     t0 = time.perf_counter()
-    settings = settings_for(model, options)
+    settings = settings_for(model, options, run.info.get("settings") if run.resumed else None)
     source = D.resolve(data)
     loaded = load_training_data(source, min_count=settings["min_count"], valid_fraction=valid_fraction)
     vocab, train, valid = loaded["vocab"], loaded["train"], loaded["valid"]
