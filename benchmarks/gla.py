@@ -65,7 +65,7 @@ def throughput(data: str, seq_lens: list[int], tokens: int, repeats: int, thread
     from textlab_gla import data as gdata
     from textlab_gla.config import GLAConfig, TransformerConfig
     from textlab_gla.model import build_gla, build_transformer
-    from textlab_gla.train import optimizer_for
+    from textlab import adamw
 
     torch.set_num_threads(threads)
     vocab, _ = gdata.vocab_for(data)
@@ -79,7 +79,7 @@ def throughput(data: str, seq_lens: list[int], tokens: int, repeats: int, thread
         for name, build, cfg in (("gla", build_gla, GLAConfig), ("transformer", build_transformer, TransformerConfig)):
             torch.manual_seed(0)
             net = build(cfg(vocab_size=len(vocab)), None)
-            models[name] = (net, optimizer_for(net, 1e-3, 0.1))
+            models[name] = (net, adamw(net, 1e-3, 0.1))
         times = {name: [] for name in models}
         before = load()
         for r in range(repeats + 1):  # step 0 is the warm-up

@@ -61,6 +61,14 @@ def cli(capsys):
     return run
 
 
+def run_config(run: Path) -> dict:
+    """A run's stored options (config.toml) as one flat dict: the task's options and the core's."""
+    import tomllib
+
+    data = tomllib.loads((Path(run) / "config.toml").read_text(encoding="utf-8"))
+    return {**data.get("options", {}), **data.get("core", {})}
+
+
 def subprocess_env(extra_path: Path | None = None, **env: str) -> dict:
     e = dict(os.environ)
     e.update(env)

@@ -13,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from conftest import run_config
 import torch
 
 import textlab
@@ -357,7 +359,7 @@ def test_sweep_makes_one_run_per_value(cli, tmp_path):
     assert res.code == 0, res.err
     runs = runs_of(tmp_path / "runs")
     assert len(runs) == 2 and all(r.name.split("-")[2] == "gru" for r in runs)
-    assert sorted(json.loads((r / "config.json").read_text())["hidden_dim"] for r in runs) == [8, 12]
+    assert sorted(run_config(r)["hidden_dim"] for r in runs) == [8, 12]
     assert json.loads(res.out)["comparison"]["metrics"]
 
 

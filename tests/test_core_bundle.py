@@ -50,9 +50,9 @@ def test_bundle_bad_input(cli, toy, tmp_path):
 
 
 def test_filter_args_and_pins():
-    known = {"--min-count", "--lower", "--no-lower"}
-    assert _filter_args(["--min-count", "10", "--window", "5", "--lower"], known) == ["--min-count", "10", "--lower"]
-    assert _filter_args(["--min-count=3", "--other=1"], known) == ["--min-count=3"]
+    known, bare = {"--min-count", "--lower", "--no-lower"}, {"--lower", "--no-lower"}
+    assert _filter_args(["--min-count", "10", "--window", "5", "--lower"], known, bare) == ["--min-count", "10", "--lower"]
+    assert _filter_args(["--min-count=3", "--other=1"], known, bare) == ["--min-count=3"]
     pins = requirement_pins()
     names = {p.split("==")[0] for p in pins}
     assert {"torch", "typer", "pluggy", "datasets", "pyarrow"} <= names

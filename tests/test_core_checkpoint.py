@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
+
+from conftest import run_config
 import torch
 
 from textlab import Vocab
@@ -158,7 +160,7 @@ def test_run_create_at_a_given_path_even_under_a_fixed_run_dir(tmp_path, monkeyp
     inner = tmp_path / "outer" / "embeddings" / "run"
     run = textlab.Run.create("word2vec", "sgns-8d", {"dim": 8}, seed=3, path=inner)
     assert run.dir == inner and (inner / "run.json").exists() and run.seed == 3
-    assert json.loads((inner / "config.json").read_text()) == {"dim": 8}
+    assert run_config(inner) == {"dim": 8}
     with pytest.raises(textlab.UsageError, match="not empty"):
         textlab.Run.create("word2vec", "sgns-8d", {}, path=inner)
 

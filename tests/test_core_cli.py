@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_textlab
+from conftest import run_textlab, run_config
 
 
 def only_run(root: Path, task: str = "toy") -> Path:
@@ -61,7 +61,7 @@ def test_train_writes_the_run_layout(cli, toy, tmp_path):
     assert info["status"] == "finished" and info["task"] == "toy" and info["model"] == "linear"
     assert info["seed"] == 3 and info["torch_version"] and info["start"] and info["end"]
     assert info["best"]["metric"] == "valid/accuracy"
-    config = json.loads((run / "config.json").read_text())
+    config = run_config(run)
     assert config["steps"] == 20 and config["lr"] == 0.1 and config["seed"] == 3
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert records and all(set(r) == {"step", "epoch", "split", "name", "value", "time"} for r in records)
@@ -114,7 +114,7 @@ def test_sweep_makes_one_run_per_value_then_compares(cli, toy, tmp_path):
     assert [s["values"] for s in data["sweep"]] == [{"lr": "0.05"}, {"lr": "0.2"}]
     runs = sorted((tmp_path / "runs" / "toy").iterdir())
     assert len(runs) == 2
-    assert sorted(json.loads((r / "config.json").read_text())["lr"] for r in runs) == [0.05, 0.2]
+    assert sorted(run_config(r)["lr"] for r in runs) == [0.05, 0.2]
     assert all("lr=" in r.name for r in runs)
     assert data["comparison"]["metrics"]
     res = cli("train", "toy", "--sweep", "nosuch=1,2")
@@ -212,7 +212,7 @@ def test_a_resume_whose_weights_do_not_fit_puts_the_run_back(cli, toy, tmp_path)
     data = torch.load(last, weights_only=True)
     data["state_dict"]["emb.weight"] = torch.zeros(3, 3)  # as if the options now built another model
     torch.save(data, last)
-    before = {n: (run / n).read_bytes() for n in ("run.json", "config.json", "metrics.jsonl")}
+    before = {n: (run / n).read_bytes() for n in ("run.json", "config.toml", "metrics.jsonl")}
     res = cli("train", "--resume", run, "--steps", "30")
     assert res.code == 1 and len(res.err_lines) == 1, res.err
     assert "its weights do not fit this model" in res.err and "size mismatch for emb.weight" in res.err

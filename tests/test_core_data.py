@@ -199,7 +199,7 @@ def test_first_line_cuts_long_messages_at_a_word_with_an_ellipsis():
 def test_fit_without_an_epoch_limit_runs_to_max_steps(tmp_path):
     import torch
 
-    from textlab.loop import fit
+    from textlab.engine import fit
     from textlab.runs import Run
 
     x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))

@@ -9,6 +9,8 @@ from collections import Counter
 
 import pytest
 
+from conftest import run_config
+
 
 @pytest.mark.slow
 def test_torchrun_two_processes(toy_env, tmp_path):
@@ -48,4 +50,4 @@ def test_nproc_option_relaunches_under_torchrun(toy_env, tmp_path):
     (run,) = list(runs.glob("toy/*"))
     info = json.loads((run / "run.json").read_text())
     assert info["world_size"] == 2 and info["steps"] == 10
-    assert "nproc" not in json.loads((run / "config.json").read_text())  # launcher option, not a run setting
+    assert "nproc" not in run_config(run)  # launcher option, not a run setting

@@ -100,15 +100,18 @@ def test_prompt_with_unknown_characters(cli, trained):
 
 
 def test_state_sizes_read_sensibly():
-    from textlab_gla.task import format_bytes
+    from textlab_gla.generate import format_bytes
 
     assert format_bytes(0) == "0 bytes" and format_bytes(640) == "640 bytes"
     assert format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 2 ** 20) == "3.0 MiB"
 
 
 def test_transformer_trains_evaluates_and_generates(cli, tmp_path):
-    # GLA's chunk options do not apply to the Transformer: no check on them (20 is no multiple of 8)
+    # GLA's chunk options do not apply to the Transformer: refused in one line naming both options
     res = cli("train", "gla", *TINY, "--model", "transformer", "--steps", "20", "--chunk-size", "20", "--sub-chunk", "8")
+    assert res.code == 2 and len(res.err_lines) == 1 and "--chunk-size applies to --model gla" in res.err
+    assert not (tmp_path / "runs").exists()
+    res = cli("train", "gla", *TINY, "--model", "transformer", "--steps", "20")
     assert res.code == 0, res.err
     run = only_run(tmp_path / "runs")
     assert run.name.endswith("-transformer")
@@ -121,13 +124,14 @@ def test_transformer_trains_evaluates_and_generates(cli, tmp_path):
 def test_time_budget_stops_training(cli, tmp_path, monkeypatch):
     import textlab
 
-    seen, fit = [], textlab.fit
+    seen = []
 
-    def spy(*args, **kwargs):
-        seen.append(kwargs["epochs"])
-        return fit(*args, **kwargs)
+    class Spy(textlab.Engine):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs["epochs"])
+            super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(textlab, "fit", spy)
+    monkeypatch.setattr(textlab, "Engine", Spy)
     res = cli("train", "gla", *TINY, "--time-budget", "2s", "--json")
     assert res.code == 0, res.err
     out = json.loads(res.out)

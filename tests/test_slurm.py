@@ -62,7 +62,7 @@ def test_submitted_job_runs_to_a_complete_run_directory(slurm, toy_env, tmp_path
     assert listed[0]["status"] in ("queued", "running", "finished")
     log_path = run / f"slurm-{job['job_id']}.out"
     wait_for(lambda: status_of(run) == "finished" and "exit code" in log_path.read_text(), 180, "the job to finish")
-    for name in ("run.json", "config.json", "metrics.jsonl", "checkpoints/best.pt", "checkpoints/last.pt", "slurm/job.sh"):
+    for name in ("run.json", "config.toml", "metrics.jsonl", "checkpoints/best.pt", "checkpoints/last.pt", "slurm/job.sh"):
         assert (run / name).exists(), name
     assert "exit code 0" in log_path.read_text()
     info = json.loads((run / "run.json").read_text())

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_config
+
 import textlab
 from textlab_word2vec import data as D
 from textlab_word2vec import kernels as K
@@ -132,7 +134,7 @@ def test_pipeline_steps_find_each_other_and_write_documented_files(cli, tmp_path
     assert res.code == 0, res.err
     out = json.loads(res.out)
     run = Path(out["run"])
-    assert json.loads((run / "config.json").read_text())["dim"] == 16
+    assert run_config(run)["dim"] == 16
     ckpt = textlab.load_checkpoint(tmp_path / "w.pt")
     assert ckpt["task"] == "word2vec" and ckpt["extra"]["train"]["window"] == 3
     assert ckpt["vocab"]["itos"] == words["itos"] and ckpt["vocab"]["counts"] == words["counts"]

@@ -23,11 +23,11 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .console import status
 from .data import load_hub, read_json, resolve, write_json
-from .errors import DataError, UsageError
+from .errors import DataError, TextlabError, UsageError
 
 PREP_VERBS = ("prep", "vocab", "pairs")
 
@@ -81,68 +81,82 @@ def bundle_data(task: str, data: str, home: Path) -> str:
     return data
 
 
-def run_prep_verbs(task: str, name: str, home: Path, extra_args: list[str]) -> list[str]:
-    """Run the task's prep/vocab/pairs verbs on the bundled data, with TEXTLAB_HOME = the bundle."""
-    from .cli import build_app
+def split_prep_args(task: str, args: list[str]) -> dict[str, tuple[list[str], set[str]]]:
+    """The options after `--`, per prep verb of the task: {verb: (its words, every flag it knows)}.
+
+    Each option must be one that some prep verb takes (a typo is refused, not dropped)."""
+    from .invocation import get_verb
     from .plugins import registry
 
     spec = registry().task(task)
-    done = []
-    app = build_app()
-    for verb in PREP_VERBS:
-        if verb not in spec.verbs:
-            continue
-        known = _verb_options(app, verb, task)
-        args = ["--data", name] if "--data" in known else []
-        args += _filter_args(extra_args, known)
-        status(f"bundle: textlab {verb} {task} {' '.join(args)}")
-        env = dict(os.environ, TEXTLAB_HOME=str(home))
-        # the verb's results are progress of the bundle: they go to stderr, stdout stays the bundle's result
-        proc = subprocess.run([sys.executable, "-m", "textlab", verb, task, *args], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:  # its own error line, inside ours: one line in all
-            said = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-            why = said[-1][len("error:"):].strip() if said else f"exit code {proc.returncode}"
-            raise DataError(f"'textlab {verb} {task}' failed while bundling: {why}")
-        sys.stderr.write(proc.stderr + proc.stdout)
-        done.append(verb)
-    return done
-
-
-def _verb_options(app: Any, verb: str, task: str) -> set[str]:
-    """Every option spelling (`--min-count`, `--no-lower`...) of `textlab VERB TASK`."""
-    command = app.commands[verb].commands[task]
-    return {o for p in command.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
-
-
-def _check_args(task: str, args: list[str]) -> None:
-    """Every option after `--` must be one that some prep verb of the task takes (a typo is not dropped)."""
-    from .cli import build_app
-    from .plugins import registry
-
-    spec = registry().task(task)
-    app = build_app()
-    known = set().union(*(_verb_options(app, v, task) for v in PREP_VERBS if v in spec.verbs))
+    verbs = [v for v in PREP_VERBS if v in spec.verbs]
+    known = {v: _flags(get_verb(spec, v)) for v in verbs}
     for a in args:
         flag = a.split("=", 1)[0]
-        if flag.startswith("-") and flag not in known and not flag.lstrip("-").replace(".", "", 1).isdigit():
-            verbs = ", ".join(v for v in PREP_VERBS if v in spec.verbs) or "none"
-            raise UsageError(f"{flag}: no {task} prep verb ({verbs}) takes this option")
+        if flag.startswith("-") and not any(flag in k for k, _ in known.values()) \
+                and not flag.lstrip("-").replace(".", "", 1).isdigit():
+            raise UsageError(f"{flag}: no {task} prep verb ({', '.join(verbs) or 'none'}) takes this option")
+    return {v: (_filter_args(args, *known[v]), known[v][0]) for v in verbs}
 
 
-def _filter_args(args: list[str], known: set[str]) -> list[str]:
+def _flags(verb: Any) -> tuple[set[str], set[str]]:
+    """(every spelling of the verb's options, the spellings that are flags without a value)."""
+    from . import options as O
+
+    flags, bare = set(), set()
+    for spec in verb.specs():
+        names = [f for d in (spec.meta.flags or (spec.flag,)) for f in d.split("/")]
+        if spec.kind is bool and not spec.meta.flags:
+            names += ["--no-" + spec.flag[2:]]
+        flags.update(names)
+        if spec.kind is bool:
+            bare.update(names)
+    return flags, bare
+
+
+def _filter_args(args: list[str], known: set[str], bare: set[str]) -> list[str]:
     """Keep only the options (with their values) that a verb understands."""
     out: list[str] = []
     i = 0
     while i < len(args):
         flag = args[i].split("=", 1)[0]
-        takes_value = "=" not in args[i] and i + 1 < len(args) and not args[i + 1].startswith("--")
+        takes_value = "=" not in args[i] and flag not in bare and i + 1 < len(args)
         if flag in known:
             out.append(args[i])
             if takes_value:
                 out.append(args[i + 1])
         i += 2 if takes_value else 1
     return out
+
+
+def run_prep_verbs(name: str, home: Path, verbs: list[str], prepare: Callable[[str, str], Any]) -> list[str]:
+    """Run the task's prep/vocab/pairs verbs on the bundled data `name`, with TEXTLAB_HOME = the bundle.
+
+    `prepare(verb, name)` gives each verb's invocation; its tables go to stderr (they are progress of
+    the bundle: stdout stays the bundle's result)."""
+    from .console import json_mode, set_json, to_stderr
+    from .execute import execute
+
+    done = []
+    as_json = json_mode()
+    for verb in verbs:
+        inv = prepare(verb, name)
+        status(f"bundle: textlab {' '.join(inv.to_argv())}")
+        saved = os.environ.get("TEXTLAB_HOME")
+        os.environ["TEXTLAB_HOME"] = str(home)
+        try:
+            with to_stderr():
+                execute(inv)
+        except TextlabError as exc:
+            raise DataError(f"'textlab {verb} {inv.task}' failed while bundling: {exc.line()}") from None
+        finally:
+            set_json(as_json)  # the verb's own --json setting must not change the bundle's output
+            if saved is None:
+                os.environ.pop("TEXTLAB_HOME", None)
+            else:
+                os.environ["TEXTLAB_HOME"] = saved
+        done.append(verb)
+    return done
 
 
 def requirement_pins(dist: str = "textlab") -> list[str]:
@@ -206,7 +220,9 @@ def _textlab_source() -> Path | None:
 
 
 def make_bundle(task: str, data: list[str], out: Path, *, include: list[Path], wheels: bool,
-                extra_args: list[str]) -> dict[str, Any]:
+                prep_verbs: list[str], prepare: Callable[[str, str], Any]) -> dict[str, Any]:
+    """Build the bundle (see the module docstring). `prepare(verb, data_name)` gives the invocation
+    of each prep verb (checked by the caller before anything is written)."""
     from .plugins import registry
 
     registry().task(task)
@@ -215,10 +231,9 @@ def make_bundle(task: str, data: list[str], out: Path, *, include: list[Path], w
     for path in include:  # every input checked before anything is written
         if not path.exists():
             raise DataError(f"--include {path}: no such file or folder")
-    _check_args(task, extra_args)
     fresh = not out.exists() or not any(out.iterdir())
     try:
-        return _make_bundle(task, data, out, include=include, wheels=wheels, extra_args=extra_args)
+        return _make_bundle(task, data, out, include=include, wheels=wheels, prep_verbs=prep_verbs, prepare=prepare)
     except BaseException:
         if fresh:  # nothing half-written: a bundle that failed is removed (one that existed is kept)
             shutil.rmtree(out, ignore_errors=True)
@@ -226,11 +241,11 @@ def make_bundle(task: str, data: list[str], out: Path, *, include: list[Path], w
 
 
 def _make_bundle(task: str, data: list[str], out: Path, *, include: list[Path], wheels: bool,
-                 extra_args: list[str]) -> dict[str, Any]:
+                 prep_verbs: list[str], prepare: Callable[[str, str], Any]) -> dict[str, Any]:
     home = out / "home"
     home.mkdir(parents=True, exist_ok=True)
     names = [bundle_data(task, d, home) for d in (data or ["sample"])]
-    prepared = {n: run_prep_verbs(task, n, home, extra_args) for n in names}
+    prepared = {n: run_prep_verbs(n, home, prep_verbs, prepare) for n in names}
     extras = []
     for path in include:
         dest = out / "extra" / path.name

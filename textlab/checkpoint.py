@@ -34,7 +34,7 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
     """Write a checkpoint atomically (temporary file + rename)."""
     import torch
 
-    from . import __version__
+    from ._version import __version__
     from .specs import config_to_dict
 
     path = Path(path)
@@ -161,12 +161,14 @@ class Artifact:
 
     `run_dir` is set when the user passed a run directory (or a checkpoint inside one); results
     then go to `run_dir/eval`, `run_dir/plots`, `run_dir/outputs`. Otherwise they go beside the
-    checkpoint (`output_dir`).
+    checkpoint (`output_dir`). `device` is where verbs run the model (`--device`; `cpu` when a
+    verb is called from Python without one).
     """
 
     path: Path
     data: dict
     run_dir: Path | None = None
+    device: Any = "cpu"
     _model: Any = field(default=None, repr=False)
 
     @property
@@ -210,15 +212,26 @@ class Artifact:
                 f"{self.path} needs model {self.model_name!r} of task {self.task!r}, which no installed plugin provides"
             ) from None
 
-    def build_model(self, device: Any = "cpu") -> Any:
-        """Build the registered model from the stored config and vocabulary and load the weights."""
+    def build_model(self, device: Any = None) -> Any:
+        """Build the registered model from the stored config and vocabulary, load the weights, and
+        move it to `device` (default: the artifact's `device`)."""
         if self._model is None:
             spec = self._model_spec()
             model = spec.build(self.model_config(), self.vocab)
             load_weights(model, self.state_dict, source=self.path)
             model.eval()
             self._model = model
-        return self._model.to(device)
+        return self._model.to(self.device if device is None else device)
+
+    def data_source(self, data: str | os.PathLike | None) -> tuple[str, bool]:
+        """(the data a verb reads, whether it is the data the run trained on): `--data` if given,
+        else what the checkpoint recorded (`extra["data"]`)."""
+        own = self.extra.get("data")
+        if data:
+            return str(data), same_data(data, own)
+        if not own:
+            raise UsageError(f"{self.path} does not say which data it was trained on: pass --data")
+        return str(own), True
 
     def output_dir(self, kind: str = "eval", data: str | os.PathLike | None = None) -> Path:
         """Where a verb writes its results: `<run>/<kind>` or `<checkpoint dir>/<stem>-<kind>`.
@@ -255,17 +268,11 @@ def data_label(data: str | os.PathLike) -> str:
     return f"{name[:40]}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
 
 
-def open_artifact(target: str | os.PathLike, *, which: str = "best") -> Artifact:
+def open_artifact(target: str | os.PathLike, *, which: str = "best", device: Any = "cpu") -> Artifact:
     """A run directory, a run name under the runs root, or a checkpoint file -> Artifact."""
-    from .runs import find_run, runs_root
+    from .rundir import locate_target
 
-    path = Path(target).expanduser()
-    if not path.exists():
-        found = find_run(str(target))
-        if found is None:
-            raise CheckpointError(f"no such run directory or checkpoint: {target}",
-                                  hint=f"runs are under {runs_root()}; see 'textlab runs'")
-        path = found
+    path = locate_target(target)
     run_dir = None
     if path.is_dir():
         if not (path / "run.json").exists() and not (path / "checkpoints").is_dir():
@@ -279,4 +286,4 @@ def open_artifact(target: str | os.PathLike, *, which: str = "best") -> Artifact
         ckpt = path
         if path.parent.name == "checkpoints" and (path.parent.parent / "run.json").exists():
             run_dir = path.parent.parent
-    return Artifact(ckpt, load_checkpoint(ckpt), run_dir)
+    return Artifact(ckpt, load_checkpoint(ckpt), run_dir, device)

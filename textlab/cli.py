@@ -1,40 +1,38 @@
-"""The `textlab` command line, generated from what the plugins register.
+"""The `textlab` command line: a thin adapter from words to invocations.
 
-The CLI layer only parses and calls. Each verb is a group; each task that supports the verb is a
-command in it, built from the task's plain function (its typed keyword options become real
-options with real `--help`). Artifact-first verbs (eval, neighbors, generate...) resolve their
-first argument, a run directory or checkpoint, to the task that wrote it and then parse the rest
-of the line with that task's options.
-
-Options every generated command gets from the core:
-  all verbs          --threads N, --json
-  train              --seed, --device, --runs-dir, --name, --logger, --sweep KEY=V1,V2, --resume RUN
-  artifact verbs     --device, --checkpoint best|last
+Each verb is a group whose commands are the tasks that support it; each command's options come
+from the verb's options dataclass (`options.py`) and the core's (`invocation.TaskCore` and its
+kinds). A command parses, makes an `Invocation` and executes it; everything else (runs, resumes,
+sweeps, several processes) is in `invocation.py` and `execute.py`, which tests and notebooks call
+without the command line. Artifact-first verbs (eval, neighbors, generate...) resolve their first
+argument, a run directory or checkpoint, to the task that wrote it, then parse the rest of the line
+with that task's options.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import errno
 import inspect
-import itertools
 import json
 import os
 import sys
 import traceback
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
 import typer
-from typer import _click  # typer vendors click; pinned to a tested range in pyproject.toml
 from typer.core import TyperGroup
 
-from . import __version__
-from .console import error_line, json_mode, out, set_json, status
+from ._version import __version__
+from . import options as O
+from ._typer import ClickException, ClickUsageError, NoArgsIsHelpError, remaining_args
+from .console import error_line, json_mode, out, set_json, status, warn
 from .errors import PluginError, TextlabError, UsageError, first_line
-from .plugins import registry, verb_kind
-from .specs import CORE_VERBS, TaskSpec
+from .execute import execute
+from .invocation import Invocation, Verb, get_verb
+from .plugins import registry
 
 VERB_HELP = {
     "prep": "Prepare a task's raw data (clean, split, cache).",
@@ -48,142 +46,126 @@ VERB_HELP = {
 }
 CORE_COMMANDS = {"plugins", "runs", "submit", "bundle"}
 
-# Options the core adds. A task must not declare parameters with these names.
-RESERVED = {"threads", "json_output", "seed", "device", "runs_dir", "name", "logger", "sweep", "resume", "checkpoint",
-            "nproc"}
+
+# ============================================================================ options -> typer parameters
+def _annotation(spec: O.OptionSpec) -> tuple[Any, dict]:
+    """The typer annotation of one option, and extra typer.Option arguments."""
+    m, extra = spec.meta, {}
+    if spec.choices:
+        base: Any = Literal.__getitem__(tuple(spec.choices))  # type: ignore[attr-defined]
+    elif spec.kind is O.Duration or m.gt is not None or m.lt is not None or m.parser is not None:
+        base = str  # read by our own parser: durations, open bounds
+        extra["parser"] = _parser(spec)
+        extra["metavar"] = m.metavar or ("DURATION" if spec.kind is O.Duration else
+                                         "FLOAT" if spec.kind is float else spec.kind.__name__.upper())
+    elif spec.kind in (int, float, bool, Path, str):
+        base = spec.kind
+        if spec.kind in (int, float):
+            extra.update({k: v for k, v in (("min", m.min), ("max", m.max)) if v is not None})
+    else:
+        base = str
+    if spec.multiple:
+        base = list[base]  # type: ignore[valid-type]
+    if spec.optional or spec.multiple:
+        base = Optional[base]
+    if m.metavar and "metavar" not in extra:
+        extra["metavar"] = m.metavar
+    return base, extra
 
 
-# ============================================================================ common parameters
-def _kw(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+def _parser(spec: O.OptionSpec) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if spec.meta.note and isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+            warn(spec.meta.note)
+        return O.coerce(spec, value)
+
+    return parse
 
 
-def _common_params(kind: str) -> list[inspect.Parameter]:
-    core = "core options"
-    params = [
-        _kw("threads", Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice).",
-                                                             rich_help_panel=core)], None),
-        _kw("json_output", Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.",
-                                                        rich_help_panel=core)], False),
-    ]
-    if kind == "run":
-        params += [
-            _kw("seed", Annotated[int, typer.Option(help="Random seed (data order, init, dropout).", rich_help_panel=core)], 0),
-            _kw("device", Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.", rich_help_panel=core)], "auto"),
-            _kw("runs_dir", Annotated[Optional[Path], typer.Option(help="Root of run directories (env TEXTLAB_RUNS, else ./runs).",
-                                                                   rich_help_panel=core)], None),
-            _kw("name", Annotated[Optional[str], typer.Option(help="Suffix for the run directory name.", rich_help_panel=core)], None),
-            _kw("logger", Annotated[Optional[list[str]], typer.Option(help="Also log metrics to: csv, tensorboard, ... (repeatable).",
-                                                                      rich_help_panel=core)], None),
-            _kw("sweep", Annotated[Optional[list[str]], typer.Option(help="KEY=V1,V2,...: one run per value (repeat for a grid), then a comparison.",
-                                                                     rich_help_panel=core)], None),
-            _kw("resume", Annotated[Optional[Path], typer.Option(help="Continue the run in this directory from its last.pt.",
-                                                                 rich_help_panel=core)], None),
-            _kw("nproc", Annotated[int, typer.Option(min=1, help="Train on N processes: relaunches this command under "
-                                                     "torchrun (DDP; gloo on CPU, nccl on GPU).", rich_help_panel=core)], 1),
-        ]
-    if kind == "artifact":
-        params += [
-            _kw("device", Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.", rich_help_panel=core)], "auto"),
-            _kw("checkpoint", Annotated[Literal["best", "last"], typer.Option(help="Which checkpoint of a run directory.",
-                                                                              rich_help_panel=core)], "best"),
-        ]
-    return params
+def _help(spec: O.OptionSpec) -> str:
+    m = spec.meta
+    text = m.help
+    if spec.kind is O.Duration:
+        text += "" if "90s" in text else " (90s, 20m, 1h30m, or seconds)"
+    if (m.gt is not None or m.lt is not None or (spec.kind is O.Duration and m.min is not None)) and O.range_text(m):
+        text += f" [{O.range_text(m)}]"
+    if m.applies:
+        text += " (" + "; ".join(f"--{k.replace('_', '-')} {' or '.join(map(str, v))} only" for k, v in m.applies.items()) + ")"
+    return text
 
 
-# ============================================================================ command building
-def _task_params(task: TaskSpec, verb: str, func: Callable[..., Any], kind: str) -> list[inspect.Parameter]:
-    sig = inspect.signature(func)
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception as exc:  # noqa: BLE001
-        raise PluginError(f"task {task.name!r}, verb {verb!r}: cannot read its option types ({exc})") from None
-    params = list(sig.parameters.values())
-    if kind in ("run", "artifact"):
-        params = params[1:]
-    out_params = []
-    for p in params:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise PluginError(f"task {task.name!r}, verb {verb!r}: *args/**kwargs cannot become options")
-        if p.name in RESERVED or p.name == "textlab_ctx":
-            raise PluginError(f"task {task.name!r}, verb {verb!r}: option {p.name!r} is reserved by the core")
-        ann = hints.get(p.name, p.annotation if p.annotation is not p.empty else str)
-        if p.name == "model" and kind == "run":
-            ann = _model_choice(task.name, ann)
-        out_params.append(p.replace(annotation=ann, kind=p.KEYWORD_ONLY))
-    return out_params
+def _param(spec: O.OptionSpec) -> inspect.Parameter:
+    ann, extra = _annotation(spec)
+    m = spec.meta
+    default = spec.default_value() if spec.default is not dataclasses.MISSING else ...
+    if isinstance(default, list) and not default:
+        default = None
+    if m.argument:
+        info = typer.Argument(help=_help(spec), **{k: v for k, v in extra.items() if k in ("parser", "metavar")})
+    else:
+        info = typer.Option(*m.flags, help=_help(spec), rich_help_panel=m.panel, hidden=m.hidden, **extra)
+    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY,
+                             annotation=Annotated[ann, info], default=default)
 
 
-def _model_choice(task: str, ann: Any) -> Any:
-    """`--model` of a train verb: the choices are the models registered for the task."""
-    names = tuple(m.name for m in registry().models_for(task))
-    if not names:
-        return ann
-    meta = tuple(getattr(ann, "__metadata__", ()))
-    choice = Literal.__getitem__(names)  # type: ignore[attr-defined]
-    return Annotated.__class_getitem__((choice, *meta)) if meta else choice  # type: ignore[attr-defined]
+def _old_param(spec: O.OptionSpec, old: str) -> inspect.Parameter:
+    """A hidden option under an earlier spelling: refused with the new name."""
+    def refuse(value: Any) -> Any:
+        if value is not None:
+            raise UsageError(f"{old} is now {spec.flag}" + (f" ({spec.meta.note})" if spec.meta.note else ""),
+                             hint=f"use {spec.flag}")
+        return value
+
+    name = "old_" + old.lstrip("-").replace("-", "_")
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[str], typer.Option(old, hidden=True, callback=refuse)])
 
 
-def _make_command(task: TaskSpec, verb: str, func: Callable[..., Any], kind: str) -> Callable[..., Any]:
-    task_params = _task_params(task, verb, func, kind)
-    names = [p.name for p in task_params]
-    ctx_param = _kw("textlab_ctx", typer.Context, inspect.Parameter.empty)
-    params = [ctx_param, *task_params, *_common_params(kind)]
+def make_command(verb: Verb) -> Callable[..., Any]:
+    """The typer callback of `textlab VERB TASK`: parse, make the invocation, execute, print."""
+    specs = verb.specs() + O.specs_of(verb.core)
+    params = [inspect.Parameter("textlab_ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)]
+    params += [_param(s) for s in specs]
+    olds = [_old_param(s, o) for s in specs for o in s.meta.old]
+    params += olds
+    old_names = {p.name for p in olds}
 
     def callback(**kwargs: Any) -> Any:
         ctx = kwargs.pop("textlab_ctx")
-        options = {n: _plain_value(kwargs.pop(n)) for n in names}
-        common = kwargs
-        _apply_common(common)
-        if kind == "run":
-            result = _train(ctx, task, func, options, common)
-        elif kind == "artifact":
-            artifact = ctx.meta["textlab.artifact"]
-            from .distributed import resolve_device
-
-            artifact.device = resolve_device(common["device"])
-            result = func(artifact, **options)
-        else:
-            result = func(**options)
-        if not _REPLAY:  # sweeps and resumes re-enter this callback: print once, at the outside
-            _emit(result)
+        for name in old_names:
+            kwargs.pop(name, None)
+        values = {k: (v.value if isinstance(v, enum.Enum) else ([] if v is None and _is_list(specs, k) else v))
+                  for k, v in kwargs.items()}
+        given = {k for k in values if ctx.get_parameter_source(k).name == "COMMANDLINE"}
+        inv = Invocation.from_cli(verb, values, given, ctx.meta.get("textlab.target"))
+        result = execute(inv, ctx.meta.get("textlab.artifact"))
+        emit(result)
         return result
 
     callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    callback.__annotations__ = {p.name: p.annotation for p in params}
-    callback.__name__ = f"{verb}_{task.name}"
-    callback.__doc__ = inspect.getdoc(func) or task.help
+    callback.__name__ = f"{verb.name}_{verb.task.name}"
+    callback.__doc__ = inspect.getdoc(verb.func) or verb.task.help
     return callback
 
 
-def _plain_value(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
+def _is_list(specs: list[O.OptionSpec], name: str) -> bool:
+    return any(s.name == name and s.multiple for s in specs)
 
 
-def _apply_common(common: dict) -> None:
-    set_json(bool(common.get("json_output")))
-    if common.get("threads"):
-        import torch
-
-        torch.set_num_threads(int(common["threads"]))
-
-
-def _emit(result: Any) -> None:
+def emit(result: Any) -> None:
     from . import distributed
 
     if isinstance(result, dict) and result.get("_relaunched"):
         return  # `--nproc N`: the processes printed (rank 0 alone); the launcher prints nothing more
-    if json_mode() and distributed.is_main():
-        out.print_json(json.dumps(_jsonable(result), ensure_ascii=False), ensure_ascii=False)
+    if json_mode() and distributed.is_main() and result is not None:
+        out.print_json(json.dumps(jsonable(result), ensure_ascii=False), ensure_ascii=False)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if isinstance(obj, enum.Enum):
@@ -195,229 +177,11 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         import dataclasses
 
-        return _jsonable(dataclasses.asdict(obj))
+        return jsonable(dataclasses.asdict(obj))
     return str(obj)
 
 
-# ============================================================================ train: runs, sweeps, resume
-_REPLAY: dict[str, Any] = {}
-
-
-def _train(ctx: Any, task: TaskSpec, func: Callable[..., Any], options: dict, common: dict) -> Any:
-    from . import distributed
-    from .loop import seed_everything
-    from .runs import Run
-
-    device = distributed.resolve_device(common["device"])  # "no CUDA GPU" here, not in each process
-    if common.get("nproc", 1) > 1 and distributed.world_size() == 1:
-        return _relaunch_under_torchrun(int(common["nproc"]))
-    distributed.init(device)
-    if common.get("sweep") and not _REPLAY.get("in_sweep"):
-        return _sweep(ctx, task, common["sweep"])
-    if common.get("resume") and not _REPLAY.get("resume_dir"):
-        return _resume(ctx, task, Path(common["resume"]))
-    config = {**_jsonable(options), "seed": common["seed"], "device": common["device"],
-              "threads": common.get("threads"), "logger": common.get("logger") or []}
-    for logger in common.get("logger") or []:
-        registry().logger(logger)  # unknown logger: fail before the run directory exists
-    seed_everything(common["seed"])
-    if _REPLAY.get("resume_dir"):
-        from .data import read_json
-
-        stored_seed = read_json(Path(_REPLAY["resume_dir"]) / "config.json", "config.json").get("seed", common["seed"])
-        if stored_seed != common["seed"]:
-            raise UsageError(f"a resume keeps the run's seed ({stored_seed}): its data order and random "
-                             "state come from it", hint="drop --seed, or start a new run with it")
-        run = Run.open(_REPLAY["resume_dir"], resume=True)
-        if run.is_main and run.config != config:
-            changed = {k: v for k, v in config.items() if run.config.get(k) != v}
-            run.info["resumes"][-1]["changed"] = changed
-            run.config = config
-            from .data import write_json
-
-            write_json(run.dir / "config.json", config)
-    else:
-        label = task.run_label(options) if task.run_label else str(options.get("model") or task.name)
-        name = common.get("name")
-        if _REPLAY.get("sweep_name"):
-            name = "-".join(p for p in (name, _REPLAY["sweep_name"]) if p)
-        run = Run.create(task.name, label, config, runs_dir=common.get("runs_dir"), name=name,
-                         seed=common["seed"], device=str(device), loggers=common.get("logger") or [])
-    with run:
-        result = func(run, **options)
-    if run.stop_requested:
-        raise Interrupted(run.dir)
-    return {"run": str(run.dir), "status": run.info.get("status"), "best": run.info.get("best"), "result": result}
-
-
-def _relaunch_under_torchrun(nproc: int) -> Any:
-    """`textlab train ... --nproc N` = `torchrun --standalone --nproc_per_node N -m textlab train ...`."""
-    import subprocess
-
-    args = _strip_options(list(_ARGV), {"--nproc"})
-    cmd = [sys.executable, "-m", "textlab.launch", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "textlab", *args]
-    status("launching: torchrun --standalone --nproc_per_node " + str(nproc) + " -m textlab " + " ".join(args))
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too; --threads still overrides
-    code = subprocess.call(cmd, env=env)
-    if code != 0:
-        _CHILDREN_SAID[0] = True  # the processes printed their own line
-        raise typer.Exit(code)
-    return {"_relaunched": True, "nproc": nproc, "exit_code": code}
-
-
-_ARGV: list[str] = []
-_CHILDREN_SAID = [False]
-
-
-class Interrupted(Exception):
-    def __init__(self, run_dir: Path):
-        super().__init__(str(run_dir))
-        self.run_dir = run_dir
-
-
-def _param_tokens(param: Any, value: Any) -> list[str]:
-    """Command-line tokens that give `param` the value `value` (for replaying a stored config)."""
-    if value is None:
-        return []
-    if getattr(param, "param_type_name", "option") == "argument":
-        return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-    opt = max(param.opts, key=len)
-    if getattr(param, "is_flag", False) and not getattr(param, "count", False):
-        if value:
-            return [opt]
-        secondary = getattr(param, "secondary_opts", None)
-        return [max(secondary, key=len)] if secondary else []
-    if getattr(param, "multiple", False):
-        return [t for v in value for t in (opt, *(map(str, v) if isinstance(v, (list, tuple)) else [str(v)]))]
-    if isinstance(value, (list, tuple)):
-        return [opt, *map(str, value)]
-    return [opt, str(value)]
-
-
-def _find_param(command: Any, key: str) -> Any:
-    norm = key.strip().lstrip("-").replace("-", "_")
-    for p in command.params:
-        if p.name == norm or any(o.lstrip("-").replace("-", "_") == norm for o in getattr(p, "opts", [])):
-            return p
-    return None
-
-
-def _invoke(ctx: Any, args: list[str], **replay: Any) -> Any:
-    """Run this task's train command again with `args` (sweeps and resumes parse like users type)."""
-    saved = dict(_REPLAY)
-    _REPLAY.update(replay)
-    try:
-        with ctx.command.make_context(ctx.info_name, list(args), parent=ctx.parent) as sub:
-            return ctx.command.invoke(sub)
-    finally:
-        _REPLAY.clear()
-        _REPLAY.update(saved)
-
-
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-def _sweep(ctx: Any, task: TaskSpec, specs: list[str]) -> Any:
-    from .compare import compare_runs
-
-    axes: list[list[tuple[Any, str]]] = []
-    for spec in specs:
-        key, eq, values = spec.partition("=")
-        param = _find_param(ctx.command, key)
-        if not eq or not values:
-            raise UsageError(f"--sweep {spec!r} must look like KEY=V1,V2,...")
-        if param is None or param.name in RESERVED - {"seed"}:
-            names = sorted(p.name for p in ctx.command.params if p.name not in RESERVED)
-            raise UsageError(f"--sweep: {task.name} train has no option {key!r}", hint="options: " + ", ".join(names))
-        if any(axis[0][0].name == param.name for axis in axes if axis):
-            raise UsageError(f"--sweep names {param.name} twice", hint=f"give all its values once: --sweep {key}=V1,V2,...")
-        axis = [(param, v.strip()) for v in values.split(",") if v.strip()]
-        if not axis:
-            raise UsageError(f"--sweep {spec!r} gives no values", hint="--sweep KEY=V1,V2,...")
-        if getattr(param, "is_flag", False):
-            for _, v in axis:
-                if v.lower() not in _TRUE | _FALSE:
-                    raise UsageError(f"--sweep {key}={v}: a flag takes true or false (1/0, yes/no, on/off)")
-        axes.append(axis)
-    base = _strip_options(ctx.meta.get("textlab.args", []), {"--sweep"})
-    results, dirs = [], []
-    runs = []
-    for combo in itertools.product(*axes):
-        args = list(base)
-        for param, value in combo:
-            if getattr(param, "is_flag", False):
-                truthy = value.lower() in _TRUE
-                args += _param_tokens(param, truthy)
-            else:
-                args += [max(param.opts, key=len), value]
-        label = ",".join(f"{p.name}={v}" for p, v in combo)
-        try:  # every combination parses before the first run starts: a typo in the last value costs nothing
-            with ctx.command.make_context(ctx.info_name, list(args), parent=ctx.parent):
-                pass
-        except _click.exceptions.ClickException as exc:
-            raise UsageError(f"--sweep {label}: {exc.format_message()}") from None
-        runs.append((combo, args, label))
-    for i, (combo, args, label) in enumerate(runs, 1):
-        status(f"sweep {i}/{len(runs)}: {label}")
-        try:
-            res = _invoke(ctx, args, in_sweep=True, sweep_name=label)
-        except Interrupted:
-            raise
-        results.append({"values": {p.name: v for p, v in combo}, **(res or {})})
-        if res and res.get("run"):
-            dirs.append(Path(res["run"]))
-    comparison = compare_runs(dirs) if dirs else {}
-    return {"sweep": results, "comparison": comparison}
-
-
-def _strip_options(args: list[str], names: set[str]) -> list[str]:
-    out_args, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        flag = a.split("=", 1)[0]
-        if flag in names:
-            skip = "=" not in a
-            continue
-        out_args.append(a)
-    return out_args
-
-
-def _resume(ctx: Any, task: TaskSpec, run_dir: Path) -> Any:
-    from .data import read_json
-    from .runs import find_run
-
-    if not (run_dir / "run.json").exists():
-        found = find_run(str(run_dir))
-        if found is None:
-            raise UsageError(f"no such run directory: {run_dir}", hint="see 'textlab runs'")
-        run_dir = found
-    info = read_json(run_dir / "run.json", "run.json")
-    if info.get("task") != task.name:
-        raise UsageError(f"run {run_dir} belongs to task {info.get('task')!r}, not {task.name!r}")
-    if info.get("status") == "finished" and not _explicit(ctx):
-        status(f"run {run_dir} already finished; resuming continues it with the same options")
-    stored = read_json(run_dir / "config.json", "config.json")
-    explicit = _explicit(ctx)
-    args: list[str] = []
-    for param in ctx.command.params:
-        if param.name in explicit or param.name in ("resume", "sweep", "runs_dir", "name", "json_output"):
-            continue
-        if param.name in stored:
-            args += _param_tokens(param, stored[param.name])
-    args += _strip_options(ctx.meta.get("textlab.args", []), {"--resume"})
-    return _invoke(ctx, args, resume_dir=run_dir)
-
-
-def _explicit(ctx: Any) -> set[str]:
-    src = _click.core.ParameterSource.COMMANDLINE
-    return {p.name for p in ctx.command.params if ctx.get_parameter_source(p.name) == src}
-
-
-# ============================================================================ groups
+# ============================================================================ verb groups
 class VerbGroup(TyperGroup):
     """A verb: its commands are tasks. Unknown or unsupported tasks get one clear line."""
 
@@ -432,47 +196,52 @@ class VerbGroup(TyperGroup):
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         first = args[0]
-        reg = registry()
         if self.kind == "artifact":
-            from .checkpoint import open_artifact
-
-            if first in self.commands and any(a in ("--help", "-h") for a in args[1:]) and not Path(first).exists():
-                return first, self.commands[first], args[1:]  # `textlab eval TASK --help`: that task's options
-
-            which = "last" if any(a in ("--checkpoint=last",) for a in args) or _after(args, "--checkpoint") == "last" else "best"
-            artifact = open_artifact(first, which=which)
-            reg.task(artifact.task, self.verb)
-            ctx.meta["textlab.artifact"] = artifact
-            ctx.meta["textlab.args"] = args[1:]
-            return first, self.commands[artifact.task], args[1:]
-        if self.verb == "train" and ctx.params.get("resume"):
-            return self._resume_target(ctx, args)
+            return self._artifact_target(ctx, args)
+        if self.verb == "train" and (ctx.params.get("resume") or ctx.params.get("config")) and \
+                (first.startswith("-") or first not in self.commands):
+            return self._task_from_file(ctx, args)
         if first in self.commands:
-            ctx.meta["textlab.args"] = args[1:]
             return first, self.commands[first], args[1:]
         if self.verb == "analyze" and not first.startswith("-"):
             return "RUN", _compare_command(), args
         if first.startswith("-"):
             return super().resolve_command(ctx, args)
-        reg.task(first, self.verb)  # raises "unknown task" or "does not support"
+        registry().task(first, self.verb)  # raises "unknown task" or "does not support"
         return super().resolve_command(ctx, args)
 
+    def _artifact_target(self, ctx: Any, args: list[str]) -> tuple[str, Any, list[str]]:
+        from .checkpoint import open_artifact
 
-    def _resume_target(self, ctx: Any, args: list[str]) -> tuple[str, Any, list[str]]:
-        """`textlab train --resume RUN [options]`: the task comes from the run's run.json."""
+        first = args[0]
+        if first in self.commands and any(a in ("--help", "-h") for a in args[1:]) and not Path(first).exists():
+            return first, self.commands[first], args[1:]  # `textlab eval TASK --help`: that task's options
+        which = "last" if "--checkpoint=last" in args or _after(args, "--checkpoint") == "last" else "best"
+        artifact = open_artifact(first, which=which)
+        registry().task(artifact.task, self.verb)
+        ctx.meta["textlab.artifact"] = artifact
+        ctx.meta["textlab.target"] = first
+        return first, self.commands[artifact.task], args[1:]
+
+    def _task_from_file(self, ctx: Any, args: list[str]) -> tuple[str, Any, list[str]]:
+        """`textlab train --resume RUN [options]` / `textlab train --config FILE`: the task comes from
+        the run's run.json or the file's `task` key."""
         from .data import read_json
-        from .runs import find_run
+        from .rundir import locate_run
 
-        resume = Path(ctx.params["resume"])
-        run_dir = resume if (resume / "run.json").exists() else find_run(str(resume))
-        if run_dir is None:
-            raise UsageError(f"no such run directory: {resume}", hint="see 'textlab runs'")
-        task = str(read_json(run_dir / "run.json", "run.json").get("task"))
+        if ctx.params.get("resume"):
+            run_dir = locate_run(ctx.params["resume"])
+            task = str(read_json(run_dir / "run.json", "run.json").get("task"))
+            lead = ["--resume", str(run_dir)]
+        else:
+            path = Path(ctx.params["config"])
+            task = str(O.read_config_file(path).get("task") or "")
+            if not task:
+                raise UsageError(f"--config {path} does not name its task", hint="textlab train TASK --config FILE")
+            lead = ["--config", str(path)]
         registry().task(task, "train")
         rest = args[1:] if args and args[0] == task else list(args)
-        rest = ["--resume", str(run_dir), *rest]
-        ctx.meta["textlab.args"] = list(rest)  # click consumes the list it parses
-        return task, self.commands[task], rest
+        return task, self.commands[task], [*lead, *rest]
 
 
 def _after(args: list[str], flag: str) -> str | None:
@@ -498,15 +267,35 @@ def _compare_command() -> Any:
     ) -> Any:
         """Compare runs: best and last value of each metric per split, and PNG learning curves."""
         from .compare import compare_runs
-        from .runs import iter_run_dirs
+        from .rundir import iter_run_dirs
 
         set_json(json_output)
         dirs = list(dict.fromkeys(iter_run_dirs(runs)))
         result = compare_runs(dirs, out_dir, x=x)
-        _emit(result)
+        emit(result)
         return result
 
     return typer.main.get_command(app)
+
+
+# ============================================================================ parsing without running
+def parse_invocation(words: list[str]) -> Invocation:
+    """`["train", "agnews", "--rnn", "lstm"]` -> its Invocation, checked, not run (submit, bundle)."""
+    app = build_app()
+    if not words or words[0] not in getattr(app, "commands", {}):
+        raise UsageError(f"expected a textlab verb, got {' '.join(words[:1]) or 'nothing'}")
+    group = app.commands[words[0]]
+    with group.make_context(words[0], list(words[1:]), resilient_parsing=False) as gctx:
+        name, command, rest = group.resolve_command(gctx, remaining_args(gctx))
+        captured: dict[str, Any] = {}
+        with command.make_context(name, list(rest), parent=gctx) as ctx:
+            params = dict(ctx.params)
+            given = {k for k in params if ctx.get_parameter_source(k).name == "COMMANDLINE"}
+            captured["ctx"] = ctx
+    verb = get_verb(gctx.meta.get("textlab.artifact").task if gctx.meta.get("textlab.artifact") else name, words[0])
+    values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in params.items() if not k.startswith("old_")}
+    values = {k: ([] if v is None and _is_list(verb.specs() + O.specs_of(verb.core), k) else v) for k, v in values.items()}
+    return Invocation.from_cli(verb, values, given, gctx.meta.get("textlab.target"))
 
 
 # ============================================================================ core commands
@@ -535,13 +324,10 @@ def _runs_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List runs: task, model, status, best metric, age."""
-    from rich.table import Table
-
-    from .runs import list_runs, runs_root
-
-    rows = list_runs(runs_dir, task)
+    from .runs import list_runs, runs_root, runs_table
     from .slurm import annotate
 
+    rows = list_runs(runs_dir, task)
     annotate(rows)
     if json_output:
         out.print_json(json.dumps(rows, default=str))
@@ -549,37 +335,7 @@ def _runs_command(
     if not rows:
         status(f"no runs under {runs_root(runs_dir)}")
         return
-    t = Table(title=f"runs under {runs_root(runs_dir)}")
-    for col in ("run", "task", "model", "status", "best", "age"):
-        t.add_column(col)
-    colours = {"finished": "green", "running": "cyan", "failed": "red", "interrupted": "yellow", "stale": "magenta",
-               "queued": "blue"}
-    for r in sorted(rows, key=lambda r: r.get("start") or ""):
-        best = r.get("best") if isinstance(r.get("best"), dict) else {}
-        value = best.get("value")
-        best_s = f"{best.get('metric')} {value:.4g}" if isinstance(value, (int, float)) else "-"
-        st = r.get("status", "?")
-        if isinstance(r.get("slurm"), dict):
-            st += f" (job {r['slurm'].get('job_id')})"
-        t.add_row(Path(r["path"]).name, r.get("task", "?"), r.get("model") or "-",
-                  f"[{colours.get(st.split()[0], 'white')}]{st}[/]",
-                  best_s, _age(r.get("start")))
-    out.print(t)
-
-
-def _age(start: str | None) -> str:
-    from datetime import datetime
-
-    if not start:
-        return "?"
-    try:
-        secs = (datetime.now().astimezone() - datetime.fromisoformat(start)).total_seconds()
-    except ValueError:
-        return "?"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{secs / size:.0f}{unit} ago"
-    return f"{secs:.0f}s ago"
+    out.print(runs_table(rows, f"runs under {runs_root(runs_dir)}"))
 
 
 def _submit_command(
@@ -606,12 +362,18 @@ def _submit_command(
     from .slurm import submit
 
     set_json(json_output)
-    result = submit(list(args), partition=partition, time=time, nodes=nodes, gpus=gpus, cpus=cpus, mem=mem,
+    words = list(args)
+    if not words:
+        raise UsageError("nothing to submit", hint="textlab submit [options] -- train TASK [options]")
+    if words[0] != "train":
+        raise UsageError(f"submit runs training jobs: expected 'train ...' after --, got {words[0]!r}")
+    inv = parse_invocation(words)
+    result = submit(inv, words, partition=partition, time=time, nodes=nodes, gpus=gpus, cpus=cpus, mem=mem,
                     account=account, qos=qos, nproc=nproc, grace=grace, home=str(home) if home else None,
                     runs_dir=str(runs_dir) if runs_dir else None, python=python, extra=sbatch, offline=not online,
                     dry_run=dry_run)
     if json_output:
-        _emit(result)
+        emit(result)
     elif dry_run:
         out.print(result["text"], markup=False, highlight=False)
         status(f"dry run: nothing written or submitted (the script would be {result['script']})")
@@ -631,13 +393,20 @@ def _bundle_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Gather what a node without internet needs: data, prepared caches, local models, wheels."""
-    from .bundle import make_bundle
+    from .bundle import make_bundle, split_prep_args
 
     set_json(json_output)
+    registry().task(task)
+    per_verb = split_prep_args(task, list(options or []))  # every option checked before anything is written
+
+    def prepare(verb: str, data_name: str) -> Invocation:
+        words = [verb, task] + (["--data", data_name] if "--data" in per_verb[verb][1] else []) + per_verb[verb][0]
+        return parse_invocation(words)
+
     result = make_bundle(task, list(data or []), out_dir, include=list(include or []), wheels=wheels,
-                         extra_args=list(options or []))
+                         prep_verbs=list(per_verb), prepare=prepare)
     if json_output:
-        _emit(result)
+        emit(result)
     else:
         from rich.table import Table
 
@@ -693,14 +462,13 @@ def build_app() -> Any:
                           help=VERB_HELP.get(verb) or (f"{first} (added by: {', '.join(t.name for t in added)})"
                                                        if first else f"'{verb}' (added by a task plugin)."))
         for task in added:
-            func = task.verbs[verb]
-            got = verb_kind(func)
-            if got != kind:
-                raise PluginError(f"task {task.name!r}: verb {verb!r} has kind {got!r}, another task gives it kind {kind!r}")
-            sub.command(task.name, help=inspect.getdoc(func) or task.help, rich_help_panel="Tasks",
-                        short_help=task.help)(_make_command(task, verb, func, kind))
+            v = get_verb(task, verb)
+            if v.kind != kind:
+                raise PluginError(f"task {task.name!r}: verb {verb!r} has kind {v.kind!r}, another task gives it kind {kind!r}")
+            sub.command(task.name, help=inspect.getdoc(v.func) or task.help, rich_help_panel="Tasks",
+                        short_help=task.help)(make_command(v))
         if verb == "train":
-            _add_train_resume(sub)
+            _add_train_options(sub)
         app.add_typer(sub, name=verb)
     app.command("plugins")(_plugins_command)
     app.command("runs")(_runs_command)
@@ -709,18 +477,20 @@ def build_app() -> Any:
     return typer.main.get_command(app)
 
 
-def _add_train_resume(sub: typer.Typer) -> None:
+def _add_train_options(sub: typer.Typer) -> None:
     @sub.callback(invoke_without_command=True, context_settings={"ignore_unknown_options": True})
     def train_group(
         ctx: typer.Context,
         resume: Annotated[Optional[Path], typer.Option(help="Resume this run directory (its task is read from run.json); "
                                                             "options after it override the stored ones.")] = None,
+        config: Annotated[Optional[Path], typer.Option(help="Options from this TOML/YAML file; its `task` key names "
+                                                            "the task when none is given.")] = None,
     ) -> None:
         if ctx.invoked_subcommand is None:
-            if resume is None:
+            if resume is None and config is None:
                 out.print(ctx.get_help())
                 raise typer.Exit(0)
-            cmd_name, command, args = ctx.command._resume_target(ctx, [])
+            cmd_name, command, args = ctx.command._task_from_file(ctx, [])
             with command.make_context(cmd_name, args, parent=ctx) as sub_ctx:
                 command.invoke(sub_ctx)
 
@@ -728,16 +498,16 @@ def _add_train_resume(sub: typer.Typer) -> None:
 # ============================================================================ entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every user error is one line on stderr."""
+    from .execute import ChildrenFailed, Interrupted  # noqa: F811
+
     debug = bool(os.environ.get("TEXTLAB_DEBUG"))
-    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     clean = False
     try:
         command = build_app()
-        _CHILDREN_SAID[0] = False
         rv = command.main(args=argv, prog_name="textlab", standalone_mode=False)
         clean = True
         code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
-        if code == 130 and not _CHILDREN_SAID[0]:  # typer turns Ctrl-C inside a command (eval, generate...) into 130
+        if code == 130:  # typer turns Ctrl-C inside a command (eval, generate...) into 130
             error_line("interrupted")
         return code
     except Interrupted as exc:
@@ -747,22 +517,24 @@ def main(argv: list[str] | None = None) -> int:
             error_line(f"interrupted before the first checkpoint; nothing to resume in {exc.run_dir}: "
                        "run the command again")
         return 130
+    except ChildrenFailed as exc:
+        return exc.code  # the processes printed their own line
     except TextlabError as exc:
         if debug:
             traceback.print_exc()
         error_line(exc.line())
         return exc.exit_code
-    except _click.exceptions.NoArgsIsHelpError as exc:
+    except NoArgsIsHelpError as exc:
         text = exc.format_message()  # typer's rich help prints itself while the error is made (and is "")
         if text.strip():
             out.print(text, markup=False, highlight=False)
         return 0
-    except _click.exceptions.ClickException as exc:
+    except ClickException as exc:
         if debug:
             traceback.print_exc()
         where = getattr(getattr(exc, "ctx", None), "command_path", "textlab")
         message = exc.format_message()
-        if isinstance(exc, _click.exceptions.UsageError):
+        if isinstance(exc, ClickUsageError):
             message += f" (see '{where} --help')"
         error_line(message)
         return exc.exit_code

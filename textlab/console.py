@@ -32,6 +32,17 @@ err = Console(stderr=True, soft_wrap=False, width=_width(sys.stderr))
 _state = {"json": False, "quiet": False}
 
 
+@contextlib.contextmanager
+def to_stderr() -> Iterator[None]:
+    """Results printed inside go to stderr (a step of a larger command: its tables are progress)."""
+    saved = out.file
+    out.file = sys.stderr
+    try:
+        yield
+    finally:
+        out.file = saved
+
+
 def set_json(enabled: bool) -> None:
     _state["json"] = enabled
 

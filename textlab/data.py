@@ -174,8 +174,24 @@ class Source:
             return f"hf:{self.ref}" + (f":{self.config}" if self.config else "")
         return self.ref
 
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.ref, self.config, self.path if self.path else None)
+
+    def reference(self) -> str:
+        """What a checkpoint records as its data, so that `eval` finds it again from any working
+        directory: a registered name, a local path made absolute, or `hub-name[:config]`."""
+        if self.kind == "local" and self.path is not None:
+            return str(self.path.expanduser().resolve())
+        if self.kind == "hub":
+            return self.ref + (f":{self.config}" if self.config else "")
+        return self.ref
+
+    def fingerprint(self, *parts: Any) -> str:
+        """A cache key of this data (and `parts`) that does not depend on where local files lie:
+        registered and hub data by name, local files by what `fingerprint` reads of them (names,
+        sizes, modification times), so the same data reached by another path, or copied to another
+        machine with `cp -a` or a bundle, reuses its cache."""
+        if self.kind == "local" and self.path is not None:
+            return fingerprint("local", Path(self.path), *parts)
+        return fingerprint(self.kind, self.ref, self.config, *parts)
 
 
 def resolve(task: str, data: str) -> Source:

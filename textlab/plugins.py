@@ -24,7 +24,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UsageError, first_line
-from .specs import CORE_VERBS, RECORD_TYPES, DatasetSpec, EmbedderSpec, LoggerSpec, MetricSpec, ModelSpec, TaskSpec
+from .specs import CORE_VERBS, RECORD_TYPES, verb_kind, DatasetSpec, EmbedderSpec, LoggerSpec, MetricSpec, ModelSpec, TaskSpec
 
 ENTRY_POINT_GROUP = "textlab.plugins"
 CORE_NAME = "textlab"
@@ -56,17 +56,6 @@ class PluginInfo:
             "hooks": sorted(h for h, names in self.registered.items() if names is not None),
             "registers": {k: v for k, v in self.registered.items()},
         }
-
-
-def verb_kind(func: Any) -> str:
-    """'run', 'artifact' or 'task', from the name of the function's first parameter."""
-    params = list(inspect.signature(func).parameters.values())
-    if params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
-        if params[0].name == "run":
-            return "run"
-        if params[0].name == "artifact":
-            return "artifact"
-    return "task"
 
 
 _KIND_LABEL = {"textlab_tasks": "tasks", "textlab_models": "models", "textlab_datasets": "datasets",
@@ -267,7 +256,7 @@ def _dist_version(name: str) -> str:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
-        from . import __version__
+        from ._version import __version__
 
         return __version__
 

@@ -3,7 +3,7 @@
     runs/<task>/<YYYYmmdd-HHMMSS>-<label>[-<name>]/
       run.json        task, model, status, command line, versions, git commit, seed, device,
                       start/end, wall time, best metric
-      config.json     every option as given, as plain JSON
+      config.toml     the resolved options (what `--config` and `textlab rerun` read back)
       metrics.jsonl   {"step", "epoch", "split", "name", "value", "time"}, appended to (a resume after a
                       process died drops what it logged after its last last.pt); NaN/inf as null
       checkpoints/    last.pt (resumable), best.pt
@@ -30,30 +30,16 @@ from typing import Any, Iterator
 from . import distributed
 from .data import atomic_write, read_json, write_json
 from .errors import TextlabError, UsageError
+from .rundir import find_run, iter_run_dirs, locate_run, runs_root  # noqa: F401  (re-exported)
 
 STATUSES = ("running", "finished", "failed", "interrupted")
-
-
-def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
-    """`--runs-dir`, else `TEXTLAB_RUNS`, else `./runs`."""
-    return Path(runs_dir or os.environ.get("TEXTLAB_RUNS") or "runs").expanduser()
-
-
-def find_run(name: str, runs_dir: str | os.PathLike | None = None) -> Path | None:
-    """A run directory by its folder name (or `task/name`) under the runs root."""
-    root = runs_root(runs_dir)
-    if not root.is_dir():
-        return None
-    for cand in (root / name, *root.glob(f"*/{name}")):
-        if (cand / "run.json").exists():
-            return cand
-    return None
 
 
 class Run:
     """A training run: its directory, metrics, checkpoints and status."""
 
     def __init__(self, path: Path, info: dict, config: dict, *, resumed: bool = False):
+        """`config`: the run's options as a flat dict (what loggers such as TensorBoard record)."""
         self.dir = Path(path)
         self.info = info
         self.config = config
@@ -66,7 +52,7 @@ class Run:
         # new work written by this process; until then a bad-input error removes a new run, and
         # puts a resumed one back as it was (run.json, config.json: see `discard`)
         self._wrote = False
-        self._snapshot: dict[str, bytes] = {}
+        self._snapshot: dict[str, bytes | None] = {}
         self._died = False  # resumed after a process that ended without saving at the end (killed or failed)
         self._trimmed = False
         self._trim_to: Any = None
@@ -79,9 +65,11 @@ class Run:
     @classmethod
     def create(cls, task: str, label: str, config: dict, *, runs_dir: str | None = None, name: str | None = None,
                seed: int = 0, device: str = "cpu", loggers: list[str] | None = None,
-               path: str | os.PathLike | None = None) -> "Run":
+               path: str | os.PathLike | None = None, config_text: str | None = None) -> "Run":
         """Make a new run directory (rank 0) and share its path with the other ranks.
 
+        `config`: the run's options (a dict; or a record {"task", "verb", "options", "core"}), written
+        as config.toml (`config_text`: that file's text, when the caller has it already).
         `path`: make the run exactly there (a new or empty folder), for example a step inside
         another run (the vectors an embedder trains for a task's run).
         """
@@ -134,10 +122,10 @@ class Run:
         }
         if prior.get("slurm"):
             info["slurm"] = prior["slurm"]
-        run = cls(path, info, config)
+        run = cls(path, info, flat_config(config))
         run._keep_dir = bool(fixed) and not given
         if run.is_main:
-            write_json(path / "config.json", config)
+            write_config(path, config, config_text)
             write_json(path / "run.json", info)
         run._open_loggers()
         return run
@@ -145,15 +133,9 @@ class Run:
     @classmethod
     def open(cls, path: str | os.PathLike, *, resume: bool = False) -> "Run":
         """Reopen an existing run (to resume it, or to add results to it)."""
-        path = Path(path)
-        if not (path / "run.json").exists():
-            found = find_run(str(path))
-            if found is None:
-                raise UsageError(f"no such run directory: {path}", hint="see 'textlab runs'")
-            path = found
+        path = locate_run(path)
         info = read_json(path / "run.json", "run.json")
-        config = read_json(path / "config.json", "config.json") if (path / "config.json").exists() else {}
-        run = cls(path, info, config, resumed=resume)
+        run = cls(path, info, flat_config(read_config(path)), resumed=resume)
         if resume:
             if not (path / "checkpoints" / "last.pt").exists():
                 raise UsageError(f"run {path} has no checkpoints/last.pt to resume from")
@@ -169,7 +151,8 @@ class Run:
                 raise UsageError(f"run {path} trained with {trained} process(es), this resume has {now}",
                                  hint=hint)
             if run.is_main:
-                run._snapshot = {n: (path / n).read_bytes() for n in ("run.json", "config.json") if (path / n).exists()}
+                run._snapshot = {n: (path / n).read_bytes() if (path / n).exists() else None
+                                 for n in ("run.json", "config.toml")}
                 run.info.setdefault("resumes", []).append({"at": _now(), "command": _command_line()})
                 run.info.update(status="running", end=None, pid=os.getpid(), host=socket.gethostname(), error=None)
                 write_json(path / "run.json", run.info)
@@ -386,13 +369,16 @@ class Run:
     def discard(self) -> None:
         """Remove a run that failed before it wrote anything (bad input): nothing half-written.
 
-        A resumed run is put back as it was instead: its run.json and config.json as before the
+        A resumed run is put back as it was instead: its run.json and config.toml as before the
         resume (status, options), its checkpoints and metrics untouched.
         """
         self._loggers = []
         if self.resumed:
             if self.is_main:
                 for name, data in self._snapshot.items():
+                    if data is None:  # a run of textlab 0.1 had no config.toml before this resume
+                        (self.dir / name).unlink(missing_ok=True)
+                        continue
                     with atomic_write(self.dir / name, "wb") as fh:
                         fh.write(data)
             return
@@ -503,7 +489,7 @@ def _command_line() -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 
@@ -531,16 +517,78 @@ def _git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def iter_run_dirs(paths: list[str]) -> Iterator[Path]:
-    """Run directories from arguments (a run, a run name, or a folder of runs, e.g. runs/agnews)."""
-    for p in paths:
-        path = Path(p).expanduser()
-        if (path / "run.json").exists():
-            yield path
-        elif path.is_dir() and any(path.glob("*/run.json")):
-            yield from sorted(q.parent for q in path.glob("*/run.json"))
-        else:
-            found = find_run(p)
-            if found is None:
-                raise UsageError(f"no such run directory: {p}", hint="see 'textlab runs'")
-            yield found
+# ============================================================================ config.toml
+def flat_config(config: dict) -> dict:
+    """A record {"options": ..., "core": ...} (or a plain dict of options) as one flat dict."""
+    if isinstance(config, dict) and isinstance(config.get("options"), dict):
+        return {**config.get("options", {}), **(config.get("core") or {})}
+    return dict(config or {})
+
+
+def write_config(path: Path, config: dict, text: str | None = None) -> None:
+    """config.toml of a run: `text`, or `config` (a record or a plain dict of options) as TOML."""
+    from .options import dump_toml, plain
+
+    if text is None:
+        tables = dict(config) if isinstance(config.get("options"), dict) else {"options": config}
+        text = dump_toml({k: plain(v) for k, v in tables.items()})
+    with atomic_write(path / "config.toml", "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def read_config(path: Path) -> dict:
+    """A run's stored options as a record (config.toml; a run of textlab 0.1: its config.json)."""
+    import tomllib
+
+    toml_path, legacy = path / "config.toml", path / "config.json"
+    if toml_path.exists():
+        try:
+            return tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            from .errors import DataError
+
+            raise DataError(f"{toml_path} is not valid TOML ({exc})") from None
+    if legacy.exists():
+        data = read_json(legacy, "config.json")
+        return {"options": data} if isinstance(data, dict) else {}
+    return {}
+
+
+# ============================================================================ `textlab runs`
+STATUS_COLOURS = {"finished": "green", "running": "cyan", "failed": "red", "interrupted": "yellow", "stale": "magenta",
+                  "queued": "blue"}
+
+
+def runs_table(rows: list[dict], title: str) -> Any:
+    """The rich table `textlab runs` prints: run, task, model, status, best metric, age."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=escape(title))
+    for col in ("run", "task", "model", "status", "best", "age"):
+        t.add_column(col)
+    for r in sorted(rows, key=lambda r: r.get("start") or ""):
+        best = r.get("best") if isinstance(r.get("best"), dict) else {}
+        value = best.get("value")
+        best_s = f"{best.get('metric')} {value:.4g}" if isinstance(value, (int, float)) else "-"
+        st = str(r.get("status", "?"))
+        if isinstance(r.get("slurm"), dict):
+            st += f" (job {r['slurm'].get('job_id')})"
+        colour = STATUS_COLOURS.get(st.split()[0], "white")
+        t.add_row(escape(Path(r["path"]).name), escape(str(r.get("task", "?"))), escape(str(r.get("model") or "-")),
+                  f"[{colour}]{escape(st)}[/]", escape(best_s), age(r.get("start")))
+    return t
+
+
+def age(start: str | None) -> str:
+    """'5m ago', '3h ago'... from an ISO time."""
+    if not start:
+        return "?"
+    try:
+        secs = (datetime.now().astimezone() - datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.0f}{unit} ago"
+    return f"{secs:.0f}s ago"

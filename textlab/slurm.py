@@ -23,58 +23,32 @@ from typing import Any
 
 from .data import write_json
 from .errors import TextlabError, UsageError
-from .runs import runs_root
+from .rundir import runs_root
 
 # sbatch --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED / INFINITE
 _TIME = re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}){0,2}|unlimited|infinite)$", re.I)
 
 
-def plan(args: list[str], runs_dir: str | os.PathLike | None) -> tuple[str, str, Path | None]:
-    """Validate a `train TASK ...` command line; return (task, run label, run dir to resume or None)."""
-    from .cli import build_app
-    from .plugins import registry
+def plan(inv: Any) -> tuple[str, str, Path | None]:
+    """Check a training invocation before it is queued; (task, run label, run dir to resume or None)."""
+    import dataclasses
 
-    if not args:
-        raise UsageError("nothing to submit", hint="textlab submit [options] -- train TASK [options]")
-    if args[0] != "train":
-        raise UsageError(f"submit runs training jobs: expected 'train ...' after --, got {args[0]!r}")
-    rest = args[1:]
-    if rest[:1] == ["--resume"] and len(rest) >= 2:
-        run_dir = _existing_run(rest[1])
-        from .data import read_json
+    from .rundir import locate_run
 
-        task = str(read_json(run_dir / "run.json", "run.json").get("task"))
-        return task, "", run_dir
-    if not rest:
-        raise UsageError("submit: which task? textlab submit -- train TASK [options]")
-    task_name = rest[0]
-    reg = registry()
-    task = reg.task(task_name, "train")
-    group = build_app().commands["train"]
-    command = group.commands[task_name]
-    with command.make_context(f"textlab train {task_name}", list(rest[1:])) as ctx:  # validates every option
-        params = dict(ctx.params)
-    if params.get("sweep"):
+    core = inv.core
+    if inv.grid:
         raise UsageError("submit one job per run: --sweep is not supported with submit")
-    if (params.get("nproc") or 1) > 1:
+    if (core.nproc or 1) > 1:
         # inside the job the relaunch would sit between SLURM's SIGTERM and the processes that must save
         raise UsageError("give the number of processes to submit, not to train",
-                         hint=f"textlab submit --nproc {params['nproc']} -- train {task_name} ...")
-    if params.get("resume"):
-        return task_name, "", _existing_run(str(params["resume"]))
-    options = {k: (v.value if hasattr(v, "value") else v) for k, v in params.items()}
-    label = task.run_label(options) if task.run_label else str(options.get("model") or task_name)
-    return task_name, label, None
-
-
-def _existing_run(path: str) -> Path:
-    from .runs import find_run
-
-    p = Path(path)
-    run = p if (p / "run.json").exists() else find_run(path)
-    if run is None:
-        raise UsageError(f"no such run directory: {path}")
-    return run.resolve()
+                         hint=f"textlab submit --nproc {core.nproc} -- train {inv.task} ...")
+    if core.resume is not None:
+        return inv.task, "", locate_run(core.resume).resolve()
+    inv = inv.resolved()  # the task's own checks too: a bad combination fails now, not in the queue
+    task = inv.verb.task
+    options = dataclasses.asdict(inv.options)
+    label = task.run_label(options) if task.run_label else str(options.get("model") or task.name)
+    return task.name, label, None
 
 
 def job_script(*, run_dir: Path, args: list[str], home: Path | None, runs: Path, python: str, job_name: str,
@@ -152,15 +126,17 @@ def job_script(*, run_dir: Path, args: list[str], home: Path | None, runs: Path,
     return "\n".join(lines) + "\n"
 
 
-def submit(args: list[str], *, partition: str | None = None, time: str | None = None, nodes: int = 1, gpus: int = 0,
+def submit(inv: Any, args: list[str], *, partition: str | None = None, time: str | None = None, nodes: int = 1, gpus: int = 0,
            cpus: int | None = None, mem: str | None = None, account: str | None = None, qos: str | None = None,
            nproc: int = 1, grace: int = 120, home: str | None = None, runs_dir: str | None = None,
            python: str | None = None, extra: list[str] | None = None, offline: bool = True,
            dry_run: bool = False) -> dict:
-    """Write the job script into a new (or the resumed) run directory and `sbatch` it."""
+    """Write the job script into a new (or the resumed) run directory and `sbatch` it.
+
+    `inv`: the training command `args` (`train TASK ...`) parsed and checked."""
     if time and not _TIME.match(time):
         raise UsageError(f"--time {time!r} is not a SLURM time", hint="e.g. 30, 04:00:00, 1-12:00:00")
-    task, label, resume_dir = plan(args, runs_dir)
+    task, label, resume_dir = plan(inv)
     runs = runs_root(runs_dir).resolve()
     if resume_dir is not None:
         run_dir = resume_dir

@@ -27,6 +27,19 @@ CORE_VERBS: dict[str, str] = {
 }
 
 
+def verb_kind(func: Any) -> str:
+    """'run', 'artifact' or 'task', from the name of the function's first parameter."""
+    import inspect
+
+    params = list(inspect.signature(func).parameters.values())
+    if params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        if params[0].name == "run":
+            return "run"
+        if params[0].name == "artifact":
+            return "artifact"
+    return "task"
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A task: its name, one line of help, and the verbs it supports.
@@ -122,6 +135,23 @@ class EmbedderSpec:
     help: str = ""
 
 
+def check_build(spec: ModelSpec, config: Any, vocab: Any = None) -> None:
+    """Build the model on the meta device (no memory, no time): a config that cannot make a model
+    (a head count that does not divide the width...) is one UsageError now, before any data is
+    read or any run of a sweep trains."""
+    from .errors import UsageError
+
+    import torch
+
+    try:
+        with torch.device("meta"):
+            spec.build(config, vocab)
+    except (ValueError, AssertionError, RuntimeError, TypeError, ZeroDivisionError) as exc:
+        from .errors import first_line
+
+        raise UsageError(f"cannot build model {spec.name!r} of task {spec.task!r}: {first_line(exc)}") from None
+
+
 RECORD_TYPES = {
     "textlab_tasks": TaskSpec,
     "textlab_models": ModelSpec,
@@ -134,7 +164,8 @@ RECORD_TYPES = {
 
 def make_config(config_type: type, options: Mapping[str, Any] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Any:
-    """Build a config dataclass from a task's options and explicit overrides.
+    """Build a config dataclass from a task's options (a dict, or the verb's options dataclass: the
+    fields with the config's names) and explicit overrides.
 
     Fields not named in either keep their defaults; unknown override keys are an error.
     Override values given as strings (from `--model-config key=value`) are converted to the
@@ -144,6 +175,8 @@ def make_config(config_type: type, options: Mapping[str, Any] | None = None,
 
     fields = {f.name: f for f in dataclasses.fields(config_type)}
     values: dict[str, Any] = {}
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):  # a verb's options: same names
+        options = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
     for key, value in (options or {}).items():
         if key in fields:
             values[key] = value
@@ -192,6 +225,7 @@ def config_to_dict(config: Any) -> dict:
 
 
 MISSING_MEANS = "textlab_missing_means"
+RENAMED_FROM = "textlab_renamed_from"
 
 
 def config_from_dict(config_type: type, data: Mapping[str, Any]) -> Any:
@@ -199,11 +233,17 @@ def config_from_dict(config_type: type, data: Mapping[str, Any]) -> Any:
 
     A field added after checkpoints were written keeps its default for them, unless its metadata
     says what older checkpoints meant: `field(default="new", metadata={MISSING_MEANS: "old"})`
-    (for a setting whose default changed the computation, such as a hash function).
+    (for a setting whose default changed the computation, such as a hash function). A field
+    renamed since reads its old key: `field(default=4, metadata={RENAMED_FROM: "n_layers"})`.
     """
     fields = dataclasses.fields(config_type)
     values = {f.name: data[f.name] for f in fields if f.name in data}
     for f in fields:
-        if f.name not in data and MISSING_MEANS in f.metadata:
+        if f.name in data:
+            continue
+        old = f.metadata.get(RENAMED_FROM)
+        if old is not None and old in data:
+            values[f.name] = data[old]
+        elif MISSING_MEANS in f.metadata:
             values[f.name] = f.metadata[MISSING_MEANS]
     return config_type(**values)

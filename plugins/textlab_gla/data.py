@@ -25,11 +25,12 @@ from pathlib import Path
 
 import textlab
 
+from .config import DEFAULT_DATA  # noqa: F401  (the default --data)
+
 UNK = "\u2047"  # ⁇: the reserved character for `<unk>` and for characters outside the vocabulary
 UNK_TOKEN = "<unk>"
 SPLITS = ("train", "valid", "test")
 HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
-DEFAULT_DATA = "wikitext:wikitext-103-raw-v1"
 PREP_VERSION = 1
 TEXT_SUFFIXES = (".txt", ".text", ".raw", ".tokens")
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv")
@@ -155,24 +156,11 @@ def _cut(text: str) -> tuple[str, str, str]:
 
 
 # ============================================================================ prepared text (cached)
-def source_key(source: textlab.Source) -> str:
-    return textlab.fingerprint(source.fingerprint(), PREP_VERSION)
-
-
-def describe(source: textlab.Source) -> str:
-    """What to store in a checkpoint so that `eval` finds the same data again."""
-    if source.kind == "local":
-        return str(source.path.expanduser().resolve())
-    if source.kind == "hub":
-        return source.ref + (f":{source.config}" if source.config else "")
-    return source.ref
-
-
 def prepare(data: str, *, force: bool = False, quiet: bool = False) -> dict:
     """Read, normalise and cache the three splits of `data`. Returns
     `{"source", "dir", "splits": {split: {"chars", "lines", "distinct", "unk"}}}`."""
     source = textlab.resolve("gla", data)
-    folder = textlab.cache_dir("gla", "text", source_key(source))
+    folder = textlab.cache_dir("gla", "text", source.fingerprint(PREP_VERSION))
     meta_path = folder / "meta.json"
     if meta_path.exists() and not force and all((folder / f"{s}.txt").exists() for s in SPLITS):
         meta = textlab.read_json(meta_path, "prepared data")
@@ -187,7 +175,7 @@ def prepare(data: str, *, force: bool = False, quiet: bool = False) -> dict:
             fh.write(text)
         splits[split] = {"chars": len(text), "lines": text.count("\n"), "distinct": len(set(text)),
                          "unk": text.count(UNK)}
-    meta = {"source": describe(source), "version": PREP_VERSION, "splits": splits}
+    meta = {"source": source.reference(), "version": PREP_VERSION, "splits": splits}
     textlab.write_json(meta_path, meta)
     meta["dir"] = str(folder)
     if not quiet:
@@ -216,7 +204,7 @@ def vocab_for(data: str, min_count: int = 1) -> tuple[textlab.Vocab, dict]:
     """The cached vocabulary of a source (built from its train split on first use), and the
     coverage report."""
     source = textlab.resolve("gla", data)
-    folder = textlab.cache_dir("gla", "vocab", textlab.fingerprint(source_key(source), min_count))
+    folder = textlab.cache_dir("gla", "vocab", source.fingerprint(PREP_VERSION, min_count))
     path, report_path = folder / "vocab.json", folder / "coverage.json"
     if path.exists() and report_path.exists():
         return textlab.Vocab.load(path), textlab.read_json(report_path, "coverage report")

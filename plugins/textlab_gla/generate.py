@@ -14,6 +14,10 @@ from typing import Callable
 
 import torch
 
+import textlab
+
+from . import data as gdata
+from .config import GenerateOptions
 from .model import cache_nbytes
 
 
@@ -79,3 +83,55 @@ def generate_ids(model, prompt: torch.Tensor, max_new: int, *, temperature: floa
     stats.new_chars = len(out)
     stats.cache_bytes = cache_nbytes(cache)
     return out, stats
+
+
+def generate_text(artifact: textlab.Artifact, opts: GenerateOptions) -> dict:
+    """The generate verb: continue a prompt, streaming the new characters to stdout."""
+    import sys
+
+    from textlab.console import json_mode
+
+    from .evaluate import vocab_of
+
+    voc = vocab_of(artifact)
+    text = gdata.normalize(opts.prompt) or "\n"
+    missing = gdata.unknown_chars(text, voc)
+    if missing and opts.unknown == "error":
+        shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise textlab.UsageError(f"the prompt has {len(missing)} character(s) the model does not know: {shown}",
+                                 hint="use --unknown unk to read them as ⁇ or --unknown drop to remove them")
+    if missing and opts.unknown == "drop":
+        text = "".join(ch for ch in text if ch in voc.stoi) or "\n"
+    ids = gdata.encode(text, voc).long()
+    model = artifact.build_model()
+    gen = torch.Generator().manual_seed(opts.sampling_seed) if opts.sampling_seed is not None else None
+    streaming = not json_mode()  # under --json the text comes back in the JSON document only
+    if streaming:
+        sys.stdout.write(gdata.decode(ids.tolist(), voc))
+        sys.stdout.flush()
+
+    def emit(i: int) -> None:
+        if streaming:
+            sys.stdout.write(gdata.decode([i], voc))
+            sys.stdout.flush()
+
+    new, stats = generate_ids(model, ids, opts.max_new, temperature=opts.temperature, top_k=opts.top_k,
+                              generator=gen, on_token=emit)
+    if streaming:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    rate = stats.rate()
+    textlab.status(f"{stats.new_chars} characters in {stats.decode_s:.2f} s ({rate or 0:,.0f} characters/s); "
+                   f"prompt of {stats.prompt_chars} read in {stats.prefill_s * 1000:.0f} ms; "
+                   f"{'state' if artifact.model_name == 'gla' else 'KV cache'} {format_bytes(stats.cache_bytes)}")
+    return {"model": artifact.model_name, "prompt": gdata.decode(ids.tolist(), voc), "text": gdata.decode(new, voc),
+            "chars_per_s": rate, "prefill_ms": stats.prefill_s * 1000, "cache_bytes": stats.cache_bytes}
+
+
+def format_bytes(n: int) -> str:
+    """1,000 bytes, 12.5 KiB, 3.2 MiB: never '0 KiB' for a small state."""
+    if n < 1024:
+        return f"{n:,} bytes"
+    if n < 1024 ** 2:
+        return f"{n / 1024:,.1f} KiB"
+    return f"{n / 1024 ** 2:,.1f} MiB"

@@ -66,7 +66,7 @@ class GLALayer(nn.Module):
 
     def __init__(self, cfg: GLAConfig):
         super().__init__()
-        d, H = cfg.d_model, cfg.n_heads
+        d, H = cfg.d_model, cfg.heads
         self.key_dim, self.value_dim = int(d * cfg.expand_k), int(d * cfg.expand_v)
         if self.key_dim % H or self.value_dim % H:
             raise ValueError(f"d_model {d} with expand_k {cfg.expand_k} does not split into {H} heads")
@@ -147,7 +147,7 @@ class _LM(nn.Module):
         d, eps = cfg.d_model, cfg.norm_eps
         self.vocab_size = cfg.vocab_size
         self.embed = nn.Embedding(cfg.vocab_size, d)
-        self.blocks = nn.ModuleList(Block(d, eps, self.mixer(cfg)) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(d, eps, self.mixer(cfg)) for _ in range(cfg.layers))
         self.norm = RMSNorm(d, eps)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         for m in self.modules():  # fla's init: N(0, 0.02) weights, zero biases, norm weights 1
@@ -256,7 +256,7 @@ class Attention(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        d, H = cfg.d_model, cfg.n_heads
+        d, H = cfg.d_model, cfg.heads
         if d % H:
             raise ValueError(f"d_model {d} does not split into {H} heads")
         self.H, self.dh, self.base = H, d // H, cfg.rope_base
@@ -299,7 +299,7 @@ def cache_nbytes(cache: list) -> int:
 # ============================================================================ builders (ModelSpec.build)
 def check_config(config) -> None:
     """Raise ValueError for sizes that do not split into heads (before any data is read)."""
-    d, H = config.d_model, config.n_heads
+    d, H = config.d_model, config.heads
     if isinstance(config, GLAConfig):
         kd, vd = int(d * config.expand_k), int(d * config.expand_v)
         if kd % H or vd % H or kd < H or vd < H:

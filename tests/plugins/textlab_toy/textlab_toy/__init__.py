@@ -7,7 +7,7 @@ embeddings learns it in a few dozen steps on a CPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Optional
 
 import textlab
 from textlab import Option
@@ -49,44 +49,51 @@ def load_sample(split: str, n: int = 256):
     return make_data(n, {"train": 1, "valid": 2, "test": 3}[split])
 
 
-def train(
-    run: textlab.Run,
-    *,
-    model: Annotated[str, Option(help="Which registered model.")] = "linear",
-    data: Annotated[str, Option(help="'sample' (the only source of this toy).")] = "sample",
-    steps: Annotated[int, Option(min=1, help="Optimizer steps.")] = 40,
-    epochs: Annotated[int, Option(min=1, help="Passes over the data.")] = 100,
-    lr: Annotated[float, Option(help="Learning rate.")] = 0.1,
-    batch_size: Annotated[int, Option(help="Examples per step.")] = 32,
-    step_delay: Annotated[float, Option(help="Sleep per step (tests of Ctrl-C).")] = 0.0,
-    fail: Annotated[bool, Option(help="Raise a data error before training (tests).")] = False,
-) -> dict:
+@dataclass
+class TrainOptions(textlab.Options):
+    """The options of `textlab train toy`: one dataclass (help, bounds, defaults in one place)."""
+
+    model: str = textlab.option("linear", help="Which registered model.")
+    data: str = textlab.option("sample", help="'sample' (the only source of this toy).")
+    steps: int = textlab.options.steps(40)
+    epochs: int = textlab.options.epochs(100)
+    lr: float = textlab.options.lr(0.1, help="Learning rate.")
+    batch_size: int = textlab.option(32, min=1, help="Examples per step.")
+    eval_every: int = textlab.options.eval_every(10)
+    patience: Optional[int] = textlab.options.patience()
+    time_budget: Optional[float] = textlab.options.time_budget()
+    step_delay: float = textlab.option(0.0, min=0.0, help="Sleep per step (tests of Ctrl-C).")
+    fail: bool = textlab.option(False, help="Raise a data error before training (tests).")
+
+
+def train(run: textlab.Run, opts: TrainOptions) -> dict:
     """Train the toy classifier."""
     import time
 
     import torch
 
-    if fail:
+    if opts.fail:
         raise textlab.DataError("toy data is malformed (asked for with --fail)")
-    source = textlab.resolve("toy", data)
+    source = textlab.resolve("toy", opts.data)
     if source.kind != "registered":
-        raise textlab.DataError(f"toy only knows --data sample, not {data!r}")
+        raise textlab.DataError(f"toy only knows --data sample, not {opts.data!r}")
     x, y = source.spec.load("train")
     vx, vy = source.spec.load("valid")
-    spec = textlab.registry().model("toy", model)
+    spec = textlab.registry().model("toy", opts.model)
     config = textlab.make_config(spec.config, {})
     net = spec.build(config, None)
-    optim = torch.optim.SGD(net.parameters(), lr=lr)
+    optim = torch.optim.SGD(net.parameters(), lr=opts.lr)
+    B = opts.batch_size
 
     def batches(epoch):
         g = torch.Generator().manual_seed(run.seed * 1000 + epoch)
         order = torch.randperm(len(x), generator=g)
         idx = textlab.distributed.shard(order)
-        return [idx[i:i + batch_size] for i in range(0, len(idx) - batch_size + 1, batch_size)]
+        return [idx[i:i + B] for i in range(0, len(idx) - B + 1, B)]
 
     def step(net, idx):
-        if step_delay:
-            time.sleep(step_delay)
+        if opts.step_delay:
+            time.sleep(opts.step_delay)
         logits = net(x[idx])
         loss = torch.nn.functional.cross_entropy(logits, y[idx])
         return {"loss": loss, "n": len(idx), "accuracy": (logits.argmax(1) == y[idx]).float().mean()}
@@ -95,9 +102,10 @@ def train(
         logits = net(vx)
         return {"loss": torch.nn.functional.cross_entropy(logits, vy), "accuracy": (logits.argmax(1) == vy).float().mean()}
 
-    result = textlab.fit(run, net, optim, batches=batches, step=step, evaluate=evaluate,
-                         meta={"model": model, "config": config, "vocab": None},
-                         epochs=epochs, max_steps=steps, eval_every=10, monitor="valid/accuracy")
+    result = textlab.Engine(run, net, optim, batches=batches, step=step, evaluate=evaluate,
+                            meta={"model": opts.model, "config": config, "vocab": None},
+                            epochs=opts.epochs, steps=opts.steps, eval_every=opts.eval_every, patience=opts.patience,
+                            time_budget=opts.time_budget, monitor="valid/accuracy").fit()
     return {"steps": result.step, "best": result.best}
 
 
