@@ -183,7 +183,7 @@ def test_bad_input_is_one_line_and_leaves_nothing_half_written(cli, toy, tmp_pat
         (("train", "toy", "--data", "missing.csv"), 2, "no such file"),
         (("train", "toy", "--fail"), 2, "malformed"),
         (("train", "toy", "--logger", "nosuch"), 2, "unknown logger"),
-        (("eval", "runs/toy/nope"), 1, "no such run directory or checkpoint"),
+        (("eval", "runs/toy/nope"), 2, "no such run directory or checkpoint"),  # a usage error, as the README says
         (("train", "--resume", "nope"), 2, "no such run directory"),
         (("analyze", "nope"), 2, "no such run directory"),
         (("nosuchverb",), 2, "No such command"),

@@ -45,8 +45,11 @@ def test_a_run_of_0_1_resumes_as_0_1_resumed_it(name, cli, tmp_path, request):
     want = EXPECTED[name]
     got = abs_sums(run)
     assert set(got) == set(want["abs_sums"])
+    # ai4code's neural ranker is not deterministic to the last bits even in 0.1.0 (two of its own
+    # resumes differ by 3e-4 in the sum of one small bias): compared loosely, the rest tightly
+    abs_tol = 1e-3 if "neural" in name else 1e-9
     for key, value in want["abs_sums"].items():
-        assert math.isclose(got[key], value, rel_tol=1e-6, abs_tol=1e-9), (key, got[key], value)
+        assert math.isclose(got[key], value, rel_tol=1e-6, abs_tol=abs_tol), (key, got[key], value)
     last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert last["extra"]["step"] == want["step"]
     assert (run / "config.toml").exists()  # the resume recorded the run's options in today's format

@@ -541,7 +541,7 @@ def test_bad_eval_export_and_checkpoints(trained, cli, tmp_path):
     _one_line(cli("neighbors", ckpt, "москва", "-k", "0"), 2, "-k")
     hollow = textlab.save_checkpoint(tmp_path / "hollow.pt", task="word2vec", model="sgns", config={}, state_dict={})
     _one_line(cli("neighbors", hollow, "москва"), 1, "holds no word vectors")
-    _one_line(cli("neighbors", tmp_path / "nothing.pt", "москва"), 1, "no such run directory or checkpoint")
+    _one_line(cli("neighbors", tmp_path / "nothing.pt", "москва"), 2, "no such run directory or checkpoint")
 
 
 def test_truncated_ids_are_reported(cli, tmp_path):

@@ -268,11 +268,14 @@ def data_label(data: str | os.PathLike) -> str:
     return f"{name[:40]}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
 
 
-def open_artifact(target: str | os.PathLike, *, which: str = "best", device: Any = "cpu") -> Artifact:
-    """A run directory, a run name under the runs root, or a checkpoint file -> Artifact."""
+def open_artifact(target: str | os.PathLike, *, which: str = "best", device: Any = "cpu",
+                  make_one: str | None = None) -> Artifact:
+    """A run directory, a run name under the runs root, or a checkpoint file -> Artifact.
+
+    `make_one`: how to make a run, said when `target` does not exist."""
     from .rundir import locate_target
 
-    path = locate_target(target)
+    path = locate_target(target, make_one)
     run_dir = None
     if path.is_dir():
         if not (path / "run.json").exists() and not (path / "checkpoints").is_dir():

@@ -217,7 +217,8 @@ class VerbGroup(TyperGroup):
         if first in self.commands and any(a in ("--help", "-h") for a in args[1:]) and not Path(first).exists():
             return first, self.commands[first], args[1:]  # `textlab eval TASK --help`: that task's options
         which = "last" if "--checkpoint=last" in args or _after(args, "--checkpoint") == "last" else "best"
-        artifact = open_artifact(first, which=which)
+        makers = [t.quickstart for t in registry().tasks_for(self.verb) if t.quickstart]
+        artifact = open_artifact(first, which=which, make_one=makers[0] if len(makers) == 1 else None)
         registry().task(artifact.task, self.verb)
         ctx.meta["textlab.artifact"] = artifact
         ctx.meta["textlab.target"] = first

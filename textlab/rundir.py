@@ -46,17 +46,17 @@ def locate_run(ref: str | os.PathLike, runs_dir: str | os.PathLike | None = None
     raise UsageError(f"no such {what}: {ref}", hint=f"runs are under {runs_root(runs_dir)}; see 'textlab runs'")
 
 
-def locate_target(ref: str | os.PathLike) -> Path:
-    """What an artifact verb names: a run directory, a run name, or a checkpoint file."""
+def locate_target(ref: str | os.PathLike, make_one: str | None = None) -> Path:
+    """What an artifact verb names: a run directory, a run name, or a checkpoint file.
+
+    A name that is none of these is a usage error (exit 2); `make_one` says how to make one."""
     path = Path(ref).expanduser()
     if path.exists():
         return path
     found = find_run(str(ref))
     if found is None:
-        from .errors import CheckpointError
-
-        raise CheckpointError(f"no such run directory or checkpoint: {ref}",
-                              hint=f"runs are under {runs_root()}; see 'textlab runs'")
+        hint = f"make one: {make_one}" if make_one else f"runs are under {runs_root()}; see 'textlab runs'"
+        raise UsageError(f"no such run directory or checkpoint: {ref}", hint=hint)
     return found
 
 

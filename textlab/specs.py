@@ -52,6 +52,8 @@ class TaskSpec:
     `run_label(options) -> str` names the model part of a run directory
     (`<timestamp>-<label>`); the default is the `model` option, or the task name.
     `monitor` is the metric that marks a run's best checkpoint (for `textlab runs`).
+    `quickstart`: the commands that make a run of the task from nothing, shown when a verb is
+    given a run or checkpoint that does not exist.
     """
 
     name: str
@@ -59,6 +61,7 @@ class TaskSpec:
     verbs: Mapping[str, Callable[..., Any]] = field(default_factory=dict, hash=False)
     run_label: Callable[[dict], str] | None = field(default=None, hash=False)
     monitor: str | None = None
+    quickstart: str | None = None
 
 
 @dataclass(frozen=True)
