@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .config import GLAConfig, TransformerConfig
@@ -91,8 +92,7 @@ class GLALayer(nn.Module):
             return self._step(x, state)
         q, k, v, r, z = self.proj(x).split(self.splits, -1)
         g = self.log_gate(z)
-        heads = lambda t, n: t.reshape(B, T, self.H, n).transpose(1, 2)  # noqa: E731  [B, H, T, n]
-        q, k, g, v = heads(q, self.dk), heads(k, self.dk), heads(g, self.dk), heads(v, self.dv)
+        q, k, g, v = (rearrange(t, "b t (h d) -> b h t d", h=self.H) for t in (q, k, g, v))
         kw = dict(scale=self.dk ** -0.5, initial_state=state, output_final_state=return_state)
         if form == "chunk":
             o, state = gla_chunk(q, k, v, g, chunk_size=self.chunk_size, sub_chunk=self.sub_chunk, **kw)
@@ -102,14 +102,14 @@ class GLALayer(nn.Module):
             o, state = gla_parallel(q, k, v, g, **kw)
         else:
             raise ValueError(f"unknown form {form!r}")
-        o = F.rms_norm(o.transpose(1, 2), (self.dv,), self.o_norm, self.eps)  # [B, T, H, dv]
-        o = o * F.silu(r.reshape(B, T, self.H, self.dv))
-        return self.out(o.reshape(B, T, self.value_dim)), state
+        o = F.rms_norm(rearrange(o, "b h t d -> b t h d"), (self.dv,), self.o_norm, self.eps)
+        o = o * F.silu(rearrange(r, "b t (h d) -> b t h d", h=self.H))
+        return self.out(rearrange(o, "b t h d -> b t (h d)")), state
 
 
     def _step(self, x: torch.Tensor, state: torch.Tensor | None):
         """One token (x [B, 1, d]): the recurrent definition with as few operations as possible
-        (decoding is dominated by per-operation overhead at batch 1)."""
+        (decoding is dominated by per-operation overhead at batch 1, so plain reshapes here)."""
         B = x.shape[0]
         H, dk, dv = self.H, self.dk, self.dv
         q, k, v, r, z = self.proj(x[:, 0]).split(self.splits, -1)
@@ -266,7 +266,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, return_cache: bool = False,
                 max_len: int | None = None):
         B, T, d = x.shape
-        q, k, v = self.qkv(x).reshape(B, T, 3, self.H, self.dh).permute(2, 0, 3, 1, 4)
+        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.H)
         pos0 = cache.length if cache is not None else 0
         q, k = rope(q, pos0, self.base), rope(k, pos0, self.base)
         if cache is not None:
@@ -279,7 +279,7 @@ class Attention(nn.Module):
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             if return_cache:
                 cache = KVCache(k, v, max_len or T)
-        return self.out(o.transpose(1, 2).reshape(B, T, d)), cache
+        return self.out(rearrange(o, "b h t d -> b t (h d)")), cache
 
 
 class TransformerLM(_LM):
