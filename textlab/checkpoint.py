@@ -38,7 +38,6 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
     from .specs import config_to_dict
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -53,38 +52,22 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
     }
     if run_state is not None:  # the core's own bookkeeping (Run.save_checkpoint): where metrics.jsonl stood
         payload["run_state"] = run_state
-    from .data import new_temp_file
+    from .data import new_temp_file, write_error
 
-    tmp = new_temp_file(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = new_temp_file(path)
         torch.save(payload, tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, (OSError, RuntimeError)):
-            raise _write_error(path, exc) from None
+            err = write_error(path, exc)
+            raise CheckpointError(err.message, hint=err.hint) from None
         raise
     return path
-
-
-def _write_error(path: Path, exc: BaseException) -> CheckpointError:
-    """One line for a checkpoint that could not be written (a full disk, most often)."""
-    import errno
-    import shutil
-
-    try:
-        free = shutil.disk_usage(path.parent).free
-    except OSError:
-        free = None
-    text = str(exc)
-    # torch's zip writer reports a full disk as "unexpected pos N vs M"
-    full = getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in text
-    what = "the disk is full" if full else first_line(exc)
-    where = f" ({free / 2**20:,.0f} MiB free there)" if free is not None else ""
-    run = path.parent.parent if path.parent.name == "checkpoints" else None
-    hint = (f"earlier checkpoints are intact; make room, then: textlab train --resume {run}" if run
-            else "the file was left as it was")
-    return CheckpointError(f"could not write {path}: {what}{where}", hint=hint)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -125,7 +108,27 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     for key in ("task", "model", "state_dict"):
         if key not in data:
             raise CheckpointError(f"{path} is missing {key!r}: corrupt or not a textlab checkpoint")
+    _check_fields(path, data)
     return data
+
+
+# what each field of a checkpoint must be (a file with our tag but other contents is refused in one line)
+_FIELDS = {"task": (str,), "model": (str,), "state_dict": (dict,), "config": (dict, type(None)),
+           "extra": (dict, type(None)), "train_state": (dict, type(None)), "run_state": (dict, type(None))}
+
+
+def _check_fields(path: Path, data: dict) -> None:
+    import torch
+
+    for key, types in _FIELDS.items():
+        if key in data and not isinstance(data[key], types):
+            want = " or ".join("none" if t is type(None) else {"dict": "a mapping", "str": "text"}[t.__name__]
+                               for t in types)
+            raise CheckpointError(f"{path} is corrupt: its {key!r} is {type(data[key]).__name__}, not {want}")
+    for name, value in data["state_dict"].items():
+        if not isinstance(name, str) or not (torch.is_tensor(value) or isinstance(value, (int, float, bool, str,
+                                                                                           list, dict, type(None)))):
+            raise CheckpointError(f"{path} is corrupt: its state_dict holds {type(value).__name__} under {name!r}")
 
 
 def load_weights(target: Any, state: dict, *, source: str | os.PathLike, hint: str | None = None) -> None:

@@ -26,8 +26,24 @@ def _width(stream: object) -> int | None:
     return None if isatty and isatty() else 160
 
 
-out = Console(soft_wrap=False, width=_width(sys.stdout))
-err = Console(stderr=True, soft_wrap=False, width=_width(sys.stderr))
+class _Console(Console):
+    """A rich console that survives its reader going away.
+
+    rich exits the program (SystemExit 1) when a pipe it writes to breaks; with `textlab train ... |
+    tee log`, the Ctrl-C that stops training also kills `tee`, and that exit would mark the run
+    failed instead of letting it save last.pt and end interrupted. Here the console falls silent."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+out = _Console(soft_wrap=False, width=_width(sys.stdout))
+err = _Console(stderr=True, soft_wrap=False, width=_width(sys.stderr))
 
 _state = {"json": False, "quiet": False}
 

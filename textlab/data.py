@@ -13,6 +13,7 @@ folder), keyed by a fingerprint of the source and the options, so a second run r
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import DataError, first_line
+from .errors import DataError, WriteError, first_line
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
 TEXT_SUFFIXES = (".txt", ".text", ".raw", ".tokens")
@@ -36,7 +37,11 @@ def textlab_home() -> Path:
     """Root of textlab's cache: `TEXTLAB_HOME`, else the platform's user cache folder."""
     env = os.environ.get("TEXTLAB_HOME")
     if env:
-        return Path(env).expanduser()
+        path = Path(env).expanduser()
+        if path.exists() and not path.is_dir():
+            raise DataError(f"TEXTLAB_HOME={env} is a file, not a folder",
+                            hint="point TEXTLAB_HOME at a folder (it holds textlab's caches), or unset it")
+        return path
     import platformdirs
 
     return Path(platformdirs.user_cache_path("textlab"))
@@ -116,24 +121,59 @@ def new_temp_file(path: Path) -> str:
     return tmp
 
 
+# errors that mean "this file cannot be written here" (not a bug in the writer): named in one line
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
+                 errno.EISDIR}
+
+
+def write_error(path: str | os.PathLike, exc: BaseException) -> WriteError:
+    """One line for a file that could not be written: which file, why, how much room is left."""
+    import shutil
+
+    path = Path(path)
+    if isinstance(exc, WriteError):
+        return exc
+    try:
+        free = shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free
+    except (OSError, StopIteration):
+        free = None
+    code = getattr(exc, "errno", None)
+    full = code in (errno.ENOSPC, errno.EDQUOT) or "unexpected pos" in str(exc)  # torch's zip writer on a full disk
+    what = "the disk is full" if full else (getattr(exc, "strerror", None) or first_line(exc))
+    room = f" ({free / 2**20:,.0f} MiB free there)" if free is not None and full else ""
+    run = next((p for p in list(path.parents)[:3] if (p / "run.json").is_file()), None)
+    hint = None
+    if full:
+        hint = (f"earlier checkpoints are intact; make room, then: textlab train --resume {run}" if run
+                else "make room, then run the command again")
+    err = WriteError(f"could not write {path}: {what}{room}", hint=hint)
+    err.errno = code if code is not None else (errno.ENOSPC if full else None)
+    return err
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
     """Write to a temporary file beside `path` and rename it into place when done.
 
-    A crash or Ctrl-C leaves the old file (or none), never half a file.
+    A crash or Ctrl-C leaves the old file (or none), never half a file. A full disk or a folder
+    that cannot be written is one `WriteError` naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_temp_file(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = new_temp_file(path)
         with open(tmp, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError) and exc.errno in _WRITE_ERRNOS:
+            raise write_error(path, exc) from None
         raise
 
 

@@ -56,3 +56,11 @@ class PluginError(TextlabError):
     """A plugin that registers something wrongly (for example a name another plugin owns)."""
 
     exit_code = 1
+
+
+class WriteError(TextlabError, OSError):
+    """A file that could not be written (a full disk, no permission, a read-only folder).
+
+    Also an OSError, so code that handles OSError still catches it; its line names the file."""
+
+    exit_code = 1

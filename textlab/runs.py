@@ -14,6 +14,7 @@ Only rank 0 writes; other ranks hold a `Run` whose writes are no-ops.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -155,7 +156,7 @@ class Run:
                                  for n in ("run.json", "config.toml")}
                 run.info.setdefault("resumes", []).append({"at": _now(), "command": _command_line()})
                 run.info.update(status="running", end=None, pid=os.getpid(), host=socket.gethostname(), error=None)
-                write_json(path / "run.json", run.info)
+                write_run_json(path, run.info)
             run._open_loggers()
         return run
 
@@ -221,11 +222,17 @@ class Run:
             records.append({"step": int(step), "epoch": None if epoch is None else round(float(epoch), 4),
                             "split": split, "name": name, "value": float(value), "time": now})
         self._apply_trim()
-        with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            for rec in records:  # NaN / inf are not JSON: null there (read back as NaN); loggers get the float
-                line = rec if math.isfinite(rec["value"]) else {**rec, "value": None}
-                fh.write(json.dumps(line, allow_nan=False) + "\n")
-            fh.flush()
+        path = self.dir / "metrics.jsonl"
+        try:
+            with open(path, "a", encoding="utf-8") as fh:
+                for rec in records:  # NaN / inf are not JSON: null there (read back as NaN); loggers get the float
+                    line = rec if math.isfinite(rec["value"]) else {**rec, "value": None}
+                    fh.write(json.dumps(line, allow_nan=False) + "\n")
+                fh.flush()
+        except OSError as exc:
+            from .data import write_error
+
+            raise write_error(path, exc) from None
         self.mark_wrote()
         for logger in self._loggers:
             for rec in records:
@@ -297,7 +304,7 @@ class Run:
         self.info.update(fields)
         if self.is_main:
             self.info["wall_time"] = round(self.elapsed(), 3)
-            write_json(self.dir / "run.json", self.info)
+            write_run_json(self.dir, self.info)
 
     def set_best(self, metric: str, value: float, step: int, **more: Any) -> None:
         self.update(best={"metric": metric, "value": float(value), "step": int(step), **more})
@@ -347,14 +354,22 @@ class Run:
         for sig, handler in self._handlers.items():
             signal.signal(sig, handler)
         self._handlers.clear()
-        if exc_type is None:
-            self.finish("interrupted" if self.stop_requested else "finished")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.finish("interrupted")
-        elif issubclass(exc_type, TextlabError) and not self._wrote and not self._keep_dir:
-            self.discard()
-        else:
-            self.finish("failed", error=f"{exc_type.__name__}: {exc}")
+        signalled = self.stop_requested is not None
+        try:
+            if exc_type is None:
+                self.finish("interrupted" if signalled else "finished")
+            elif issubclass(exc_type, KeyboardInterrupt) or (signalled and issubclass(exc_type, (SystemExit, BrokenPipeError))):
+                self.finish("interrupted")  # Ctrl-C; or the pipe we printed to (`| tee`) died of the same Ctrl-C
+            elif issubclass(exc_type, (TextlabError, OSError)) and not self._wrote and not self._keep_dir:
+                self.discard()  # bad input or a fault before anything was written: nothing half-written is kept
+            else:
+                self.finish("failed", error=f"{exc_type.__name__}: {exc}")
+        except OSError as write_exc:
+            if exc_type is None:
+                raise
+            from .console import warn  # the first error is the one to report; say the status could not be kept
+
+            warn(f"could not record the run's status in {self.dir / 'run.json'}: {write_exc}")
         return False
 
     def finish(self, status: str, error: str | None = None) -> None:
@@ -417,24 +432,60 @@ def _claim_fixed_dir(path: Path) -> tuple[Path, dict]:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """All records of a run's metrics.jsonl (a torn last line, from a kill, is skipped)."""
+    """All records of a run's metrics.jsonl.
+
+    A torn last line (a kill) is skipped; a few unreadable lines are skipped with a warning; a file
+    that holds no record at all is one DataError (it is not textlab's metrics log)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and "value" in rec and rec["value"] is None:
-                rec["value"] = float("nan")  # logged as null: NaN or inf
-            out.append(rec)
+    out, bad, lines = [], 0, 0
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                if not raw.strip():
+                    continue
+                lines += 1
+                rec = _metric_record(raw)
+                if rec is None:
+                    bad += 1
+                else:
+                    out.append(rec)
+    except OSError as exc:
+        from .errors import DataError
+
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if lines and not out:
+        from .errors import DataError
+
+        raise DataError(f"{path} is not a textlab metrics log: none of its {lines:,} lines is a metric record")
+    if bad > 1:  # one torn last line is what a kill leaves: not worth a word
+        from .console import warn
+
+        warn(f"{path}: skipped {bad:,} of {lines:,} lines that are not metric records")
     return out
+
+
+def _metric_record(raw: bytes) -> dict | None:
+    """One line of metrics.jsonl as a record, or None when it is not one."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("split"), str) or not isinstance(rec.get("name"), str):
+        return None
+    step, value = rec.get("step"), rec.get("value")
+    if not isinstance(step, int) or isinstance(step, bool) or not (value is None or _number(value)):
+        return None
+    if not all(rec.get(k) is None or _number(rec.get(k)) for k in ("epoch", "time")):
+        return None
+    if value is None:
+        rec["value"] = float("nan")  # logged as null: NaN or inf
+    return rec
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None, task: str | None = None) -> list[dict]:
@@ -592,3 +643,18 @@ def age(start: str | None) -> str:
         if secs >= size:
             return f"{secs / size:.0f}{unit} ago"
     return f"{secs:.0f}s ago"
+
+
+def write_run_json(run_dir: Path, info: dict) -> None:
+    """run.json, atomically; on a full disk (where not even a new small file fits), rewritten in
+    place, compactly: a run's status must not stay `running` because its checkpoint filled the disk."""
+    path = run_dir / "run.json"
+    try:
+        write_json(path, info)
+    except OSError as exc:
+        if getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) or not path.exists():
+            raise
+        text = json.dumps(info, ensure_ascii=False, default=str, separators=(",", ":")) + "\n"
+        with open(path, "r+", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.truncate()
