@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	TEXTLAB_RUNS=$${TEXTLAB_RUNS:-runs} bash scripts/demo.sh
 
+# The browser test of the HTML report needs Debian's Chromium (installed here, needs root; the test
+# skips with the reason where it cannot be).
 test: $(STAMP)
+	-scripts/browser-local.sh install
 	$(BIN)/python -m pytest -q -m "not slurm"
 
 # SLURM integration: installs slurm-wlm + munge (Debian, needs root), starts a one-node cluster on

@@ -98,8 +98,9 @@ def test_runs_and_analyze(cli, toy, tmp_path):
     res = cli("analyze", *runs)
     assert res.code == 0, res.err
     assert "valid" in res.out and "accuracy" in res.out and runs[1].name in res.out
-    assert (runs[0] / "plots" / "accuracy.png").stat().st_size > 1000
-    assert (runs[0] / "plots" / "learning_curves.png").exists()
+    (made,) = (tmp_path / "runs" / "_compare").iterdir()  # a folder of its own, never the first run's plots/
+    assert (made / "accuracy.png").stat().st_size > 1000 and (made / "learning_curves.png").exists()
+    assert not (runs[0] / "plots").exists()
     out = tmp_path / "cmp"
     res = cli("analyze", tmp_path / "runs" / "toy", "--out", out, "--json")
     data = json.loads(res.out)

@@ -8,6 +8,8 @@ typer release moves it.
 
 from typer import _click as click  # noqa: F401
 
+from typer._click.shell_completion import CompletionItem  # noqa: E402,F401
+
 ClickException = click.exceptions.ClickException
 ClickUsageError = click.exceptions.UsageError
 NoArgsIsHelpError = click.exceptions.NoArgsIsHelpError

@@ -44,7 +44,7 @@ VERB_HELP = {
     "generate": "Generate from a run directory or checkpoint.",
     "analyze": "Analyze a task's data (`analyze TASK`) or compare runs (`analyze RUN...`).",
 }
-CORE_COMMANDS = {"plugins", "runs", "submit", "bundle"}
+CORE_COMMANDS = {"plugins", "runs", "rerun", "diff", "report", "submit", "bundle"}
 
 
 # ============================================================================ options -> typer parameters
@@ -83,6 +83,9 @@ def _parser(spec: O.OptionSpec) -> Callable[[Any], Any]:
 
 
 def _help(spec: O.OptionSpec) -> str:
+    """The option's help as typer shows it (rich markup: brackets are escaped)."""
+    from rich.markup import escape
+
     m = spec.meta
     text = m.help
     if spec.kind is O.Duration:
@@ -91,7 +94,7 @@ def _help(spec: O.OptionSpec) -> str:
         text += f" [{O.range_text(m)}]"
     if m.applies:
         text += " (" + "; ".join(f"--{k.replace('_', '-')} {' or '.join(map(str, v))} only" for k, v in m.applies.items()) + ")"
-    return text
+    return escape(text)
 
 
 def _param(spec: O.OptionSpec) -> inspect.Parameter:
@@ -181,12 +184,35 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+# ============================================================================ shell completion
+def complete_runs(incomplete: str) -> list[str]:
+    """Run directories (as paths) for `textlab --install-completion`: eval RUN, train --resume RUN..."""
+    from .rundir import runs_root
+
+    root = runs_root()
+    found = [str(p.parent) for p in sorted(root.glob("*/*/run.json"))] if root.is_dir() else []
+    return [p for p in found if p.startswith(incomplete)] or [p for p in found if incomplete in p]
+
+
+def complete_tasks(incomplete: str) -> list[str]:
+    return [t for t in sorted(registry().tasks) if t.startswith(incomplete)]
+
+
 # ============================================================================ verb groups
 class VerbGroup(TyperGroup):
     """A verb: its commands are tasks. Unknown or unsupported tasks get one clear line."""
 
     verb = ""
     kind = "task"
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        """Task names, options, and for verbs that read a run (eval, generate...) run directories."""
+        from ._typer import CompletionItem
+
+        items = list(super().shell_complete(ctx, incomplete))
+        if self.kind == "artifact" or self.verb == "analyze":
+            items += [CompletionItem(p) for p in complete_runs(incomplete)]
+        return items
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:  # plain help: call them tasks
         rows = [(n, c.get_short_help_str(60)) for n, c in self.commands.items()]
@@ -261,8 +287,10 @@ def _compare_command() -> Any:
 
     @app.command()
     def analyze(
-        runs: Annotated[list[str], typer.Argument(help="Run directories (or folders of runs, or run names).")],
-        out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the PNG curves go (default: the first run's plots/).")] = None,
+        runs: Annotated[list[str], typer.Argument(help="Run directories (or folders of runs, or run names).",
+                                                  autocompletion=complete_runs)],
+        out_dir: Annotated[Optional[Path], typer.Option("--out", help="A folder for the comparison (PNG curves, comparison.json); "
+                                                                      "default: a new one under the runs root's _compare/.")] = None,
         x: Annotated[Literal["auto", "step", "epoch", "time"], typer.Option(help="x axis of the curves.")] = "auto",
         json_output: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     ) -> Any:
@@ -322,21 +350,103 @@ def _plugins_command(json_output: Annotated[bool, typer.Option("--json", help="P
 def _runs_command(
     runs_dir: Annotated[Optional[Path], typer.Option(help="Root of run directories (env TEXTLAB_RUNS, else ./runs).")] = None,
     task: Annotated[Optional[str], typer.Option(help="Only runs of this task.")] = None,
+    status_: Annotated[Optional[list[str]], typer.Option("--status", help="Only runs with this status (repeatable): "
+                                                         "finished, running, failed, interrupted, stale, queued.")] = None,
+    prune: Annotated[bool, typer.Option(help="Delete failed and stale runs (asks first; --yes to skip the question).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --prune: delete without asking.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List runs: task, model, status, best metric, age."""
-    from .runs import list_runs, runs_root, runs_table
+    from .runs import STATUSES_SHOWN, list_runs, prune_runs, runs_root, runs_table
     from .slurm import annotate
 
+    wanted = set(status_ or [])
+    unknown = sorted(wanted - set(STATUSES_SHOWN))
+    if unknown:
+        raise UsageError(f"--status {unknown[0]!r} is not a run status", hint="one of: " + ", ".join(STATUSES_SHOWN))
+    if yes and not prune:
+        raise UsageError("--yes confirms --prune; give --prune too")
     rows = list_runs(runs_dir, task)
     annotate(rows)
+    if prune:
+        rows = prune_runs(rows, wanted, yes)
+    elif wanted:
+        rows = [r for r in rows if str(r.get("status", "")).split()[0].rstrip("?") in wanted]
     if json_output:
         out.print_json(json.dumps(rows, default=str))
         return
     if not rows:
-        status(f"no runs under {runs_root(runs_dir)}")
+        status(f"no runs under {runs_root(runs_dir)}" + (" with that status" if wanted else ""))
         return
-    out.print(runs_table(rows, f"runs under {runs_root(runs_dir)}"))
+    out.print(runs_table(rows, ("pruned from " if prune else "runs under ") + str(runs_root(runs_dir))))
+
+
+def _rerun_command(
+    run: Annotated[str, typer.Argument(help="The run to repeat (a run directory or its name).", autocompletion=complete_runs)],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: change one option (repeatable).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="Root of run directories (env TEXTLAB_RUNS, else ./runs).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Suffix for the new run directory's name.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Start a new run with a past run's resolved options, changed where told (--set KEY=VALUE)."""
+    from .execute import rerun
+    from .rundir import locate_run
+
+    changes = {}
+    for item in set_ or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--set {item!r} must look like KEY=VALUE")
+        changes[O.normalize_key(key)] = value
+    core: dict[str, Any] = {"json_output": json_output}
+    if runs_dir is not None:
+        core["runs_dir"] = runs_dir
+    if name is not None:
+        core["name"] = name
+    emit(rerun(locate_run(run), changes, core))
+
+
+def _diff_command(
+    run_a: Annotated[str, typer.Argument(help="A run directory (or its name).", autocompletion=complete_runs)],
+    run_b: Annotated[str, typer.Argument(help="Another run directory.", autocompletion=complete_runs)],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """What differs between two runs: options, resolved settings, data, seed, versions, metrics."""
+    from .compare import diff_runs, diff_table
+    from .rundir import locate_run
+
+    a, b = locate_run(run_a), locate_run(run_b)
+    rows = diff_runs(a, b)
+    if json_output:
+        out.print_json(json.dumps({"a": str(a), "b": str(b), "rows": rows}, default=str, ensure_ascii=False),
+                       ensure_ascii=False)
+    else:
+        out.print(diff_table(rows, a, b))
+
+
+def _report_command(
+    runs: Annotated[list[str], typer.Argument(help="Run directories (or folders of runs, or run names).",
+                                              autocompletion=complete_runs)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    title: Annotated[Optional[str], typer.Option(help="The report's title.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+) -> None:
+    """One self-contained HTML file (images inline, no server, no network): learning curves, the
+    options that differ, eval tables and the plots the runs made."""
+    from .report import make_report
+    from .rundir import iter_run_dirs
+
+    set_json(json_output)
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder; give a file name such as report.html")
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"-o {output}: the report is HTML; give a name ending in .html")
+    dirs = list(dict.fromkeys(iter_run_dirs(runs)))
+    result = make_report(dirs, output, title)
+    if json_output:
+        emit(result)
+    else:
+        status(f"wrote {output} ({result['bytes'] / 1024:,.0f} KiB, {len(dirs)} run(s))")
 
 
 def _submit_command(
@@ -383,7 +493,7 @@ def _submit_command(
 
 
 def _bundle_command(
-    task: Annotated[str, typer.Option(help="The task the offline node will run.")],
+    task: Annotated[str, typer.Option(help="The task the offline node will run.", autocompletion=complete_tasks)],
     out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to create.")],
     data: Annotated[Optional[list[str]], typer.Option(help="Data to bundle (hub name, local path or a registered "
                                                             "dataset); repeatable. Default: sample.")] = None,
@@ -432,7 +542,7 @@ def build_app() -> Any:
         name="textlab",
         help=f"Train and study text models: one command for the whole loop.\n\nTasks:\n\n{task_lines}\n\n"
              "Run 'textlab VERB --help' for a verb's tasks and 'textlab VERB TASK --help' for a task's options.",
-        add_completion=False,
+        add_completion=True,  # --install-completion: tasks, run directories and option names complete
         no_args_is_help=True,
         pretty_exceptions_enable=False,
     )
@@ -473,6 +583,9 @@ def build_app() -> Any:
         app.add_typer(sub, name=verb)
     app.command("plugins")(_plugins_command)
     app.command("runs")(_runs_command)
+    app.command("rerun")(_rerun_command)
+    app.command("diff")(_diff_command)
+    app.command("report")(_report_command)
     app.command("submit")(_submit_command)
     app.command("bundle")(_bundle_command)
     return typer.main.get_command(app)
@@ -483,7 +596,8 @@ def _add_train_options(sub: typer.Typer) -> None:
     def train_group(
         ctx: typer.Context,
         resume: Annotated[Optional[Path], typer.Option(help="Resume this run directory (its task is read from run.json); "
-                                                            "options after it override the stored ones.")] = None,
+                                                            "options after it override the stored ones.",
+                                                       autocompletion=complete_runs)] = None,
         config: Annotated[Optional[Path], typer.Option(help="Options from this TOML/YAML file; its `task` key names "
                                                             "the task when none is given.")] = None,
     ) -> None:

@@ -117,18 +117,31 @@ class RateColumn(ProgressColumn):
 
 
 class Bar:
-    """A handle on one progress bar: `advance(n, loss=...)`, `set(**info)`."""
+    """A handle on one progress bar: `advance(n, loss=...)`, `set(**info)`, `update(completed=)`.
 
-    def __init__(self, progress: Progress | None, task_id: Any):
+    In a terminal it drives a rich bar. Elsewhere (a SLURM log, `| tee`, CI) it prints one plain
+    line each time another tenth of the work is done (`plain`), or nothing (`plain=False`: the
+    training engine prints one line per evaluation instead)."""
+
+    def __init__(self, progress: Progress | None, task_id: Any, *, description: str = "", total: float | None = None,
+                 unit: str = "it", plain: bool = False):
         self._progress = progress
         self._task = task_id
         self._info: dict[str, Any] = {}
+        self.description, self.total, self.unit, self.plain = description, total, unit, plain
+        self.completed = 0.0
+        self._t0 = time.perf_counter()
+        self._next_tenth = 1
+        self._next_time = self._t0 + 60.0
 
     def advance(self, n: float = 1, **info: Any) -> None:
         if info:
             self._info.update(info)
+        self.completed += n
         if self._progress is not None:
             self._progress.update(self._task, advance=n, info=_fmt_info(self._info))
+        elif self.plain:
+            self._plain_line()
 
     def set(self, **info: Any) -> None:
         self._info.update(info)
@@ -136,9 +149,49 @@ class Bar:
             self._progress.update(self._task, info=_fmt_info(self._info))
 
     def update(self, *, completed: float | None = None, total: float | None = None) -> None:
+        if completed is not None:
+            self.completed = completed
+        if total is not None:
+            self.total = total
         if self._progress is not None:
             kwargs = {k: v for k, v in (("completed", completed), ("total", total)) if v is not None}
             self._progress.update(self._task, **kwargs)
+
+    def _plain_line(self) -> None:
+        now = time.perf_counter()
+        if self.total:
+            tenth = int(10 * self.completed / self.total)
+            if tenth < self._next_tenth:
+                return
+            self._next_tenth = tenth + 1
+        elif now < self._next_time:  # no total: a line a minute
+            return
+        self._next_time = now + 60.0
+        status(plain_progress(self.description, self.completed, self.total, now - self._t0, self.unit,
+                              _fmt_info(self._info)))
+
+
+def plain_progress(label: str, done: float, total: float | None, seconds: float, unit: str, info: str = "") -> str:
+    """`prep: 40% (4,000/10,000 lines), 1.2k lines/s, elapsed 3s, eta 5s`: a progress line for logs."""
+    rate = done / seconds if seconds > 0 else None
+    parts = [f"{label}: " + (f"{100 * done / total:.0f}% ({done:,.0f}/{total:,.0f} {unit})" if total
+                             else f"{done:,.0f} {unit}")]
+    if rate:
+        parts.append(f"{si(rate)} {unit}/s")
+    parts.append(f"elapsed {duration(seconds)}")
+    if total and rate and done < total:
+        parts.append(f"eta {duration((total - done) / rate)}")
+    return ", ".join(parts) + (f" ({info})" if info else "")
+
+
+def duration(seconds: float) -> str:
+    """4s, 3m05s, 2h10m: short durations for progress lines."""
+    s = int(round(max(seconds, 0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _fmt_info(info: dict[str, Any]) -> str:
@@ -151,13 +204,24 @@ def _fmt_info(info: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def progress_enabled() -> bool:
+    """Progress is shown on rank 0, unless TEXTLAB_PROGRESS=0 (the tests) or quiet."""
+    return _is_main() and os.environ.get("TEXTLAB_PROGRESS", "1") != "0" and not _state["quiet"]
+
+
+def is_terminal() -> bool:
+    return bool(err.is_terminal)
+
+
 @contextlib.contextmanager
-def progress(total: float | None, description: str, unit: str = "it", *, enabled: bool | None = None) -> Iterator[Bar]:
-    """A rich progress bar on stderr with rate and ETA. Off on non-zero ranks and with TEXTLAB_PROGRESS=0."""
+def progress(total: float | None, description: str, unit: str = "it", *, enabled: bool | None = None,
+             plain: bool = True) -> Iterator[Bar]:
+    """A rich progress bar on stderr with rate and ETA in a terminal; plain lines every 10% of the work
+    elsewhere (`plain=False`: none). Off on non-zero ranks and with TEXTLAB_PROGRESS=0."""
     if enabled is None:
-        enabled = _is_main() and os.environ.get("TEXTLAB_PROGRESS", "1") != "0" and not _state["quiet"]
-    if not enabled:
-        yield Bar(None, None)
+        enabled = progress_enabled()
+    if not enabled or not is_terminal():
+        yield Bar(None, None, description=description, total=total, unit=unit, plain=enabled and plain)
         return
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -171,7 +235,7 @@ def progress(total: float | None, description: str, unit: str = "it", *, enabled
     ]
     with Progress(*columns, console=err, transient=False, refresh_per_second=4) as prog:
         task_id = prog.add_task(description, total=total, unit=unit, info="")
-        yield Bar(prog, task_id)
+        yield Bar(prog, task_id, description=description, total=total, unit=unit)
 
 
 class Timer:

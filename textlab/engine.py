@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from . import distributed
-from .console import progress, status
+from .console import duration, is_terminal, progress, progress_enabled, si, status
 from .errors import DataError, TextlabError
 
 
@@ -100,7 +100,7 @@ class Schedule:
     """The learning rate as a factor of its peak: linear warm-up over `warmup` steps, then
 
     constant   the peak
-    linear     down to 0 at the end of training
+    linear     down to `min_ratio` x peak (default 0) at the end of training
     cosine     down to `min_ratio` x peak at the end (half a cosine)
     rsqrt      peak x sqrt(warmup / step): does not depend on the planned length
 
@@ -119,10 +119,10 @@ class Schedule:
         if self.shape == "rsqrt":
             return min(warm, (max(self.warmup, 1) / (step + 1)) ** 0.5)
         p = min(max(progress, 0.0), 1.0)
-        if self.shape == "linear":  # after the warm-up, 1 -> 0 over the remaining steps
+        if self.shape == "linear":  # after the warm-up, 1 -> min_ratio over the remaining steps
             if self.warmup and step < self.warmup:
                 return warm
-            return max(0.0, 1.0 - p)
+            return max(self.min_ratio, 1.0 - (1.0 - self.min_ratio) * p)
         if self.shape == "cosine":
             return warm * (self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
         raise ValueError(f"unknown schedule shape {self.shape!r}")
@@ -246,6 +246,9 @@ class Engine:
         self.stopped = "done"
         self._planned: int | None = None
         self._window = [0.0, 0.0]  # start of the rate window, units trained in it
+        self._plain = progress_enabled() and not is_terminal()  # logs: one line per evaluation
+        self._mark = (time.perf_counter(), 0, 0.0)  # time, step and units at the last evaluation line
+        self._units = 0.0
 
     # ------------------------------------------------------------------ public
     def fit(self) -> FitResult:
@@ -256,7 +259,7 @@ class Engine:
         for cb in self.callbacks:
             cb.on_start(self)
         self.model.train()
-        with progress(self._planned, self.description, unit="step") as bar:
+        with progress(self._planned, self.description, unit="step", plain=False) as bar:
             self.bar = bar
             bar.update(completed=self.state.step)
             if self.steps and self.state.step >= self.steps:
@@ -264,6 +267,11 @@ class Engine:
             while self.stopped == "done" and (self.epochs is None or self.state.epoch < self.epochs):
                 self._epoch()
         return self._finish()
+
+    def add_train_metrics(self, values: dict[str, float], n: float = 1.0) -> None:
+        """Add values (weight `n`) to the train means logged at the next evaluation or `log_every`
+        (a callback's own per-step measurements)."""
+        self.acc.add(values, n)
 
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else float("nan")
@@ -356,7 +364,7 @@ class Engine:
             scheduled = bool((self.eval_every and st.step % self.eval_every == 0) or (st.batch in points))
             evaluated = False
             if scheduled or reason in ("max_steps", "time_budget"):
-                if self._evaluate(self._epoch_pos(n), scheduled=True):
+                if self._evaluate(self._epoch_pos(n), scheduled=scheduled):
                     reason = "early_stop"
                 evaluated = True
             if reason:
@@ -402,6 +410,7 @@ class Engine:
                       if k not in ("n", "units") and _scalar(v)}, w)
         st.step += 1
         self._window[1] += float(out.get("units", w))
+        self._units += float(out.get("units", w))
         self._advance_bar(float(loss.detach()))
         for cb in self.callbacks:
             cb.after_step(self, out)
@@ -462,12 +471,39 @@ class Engine:
         if valid:
             self.run.log("valid", valid, step=st.step, epoch=epoch_pos)
         st.evals += 1
+        if self._plain:
+            status(self._eval_line(train, valid, epoch_pos))
         stop = self._judge(train, valid, epoch_pos)
         self._save("last")
         name, value = self._monitored(train, valid)
         if self.bar is not None:
             self.bar.set(**({name: value} if value is not None else {}))
         return stop
+
+    def _eval_line(self, train: dict, valid: dict, epoch_pos: float | None) -> str:
+        """`train gla: step 400/2000 (epoch 0.42) | train loss 1.52 bpc 2.19 | valid bpc 2.25 | 9.1k char/s | eta 3m10s`."""
+        st, now = self.state, time.perf_counter()
+        t0, step0, units0 = self._mark
+        self._mark = (now, st.step, self._units)
+        where = f"step {st.step:,}" + (f"/{self._planned:,}" if self._planned else "")
+        if epoch_pos is not None:
+            where += f" (epoch {epoch_pos:.2f})"
+        parts = [f"{self.description}: {where}"]
+        for split, metrics in (("train", train), ("valid", valid)):
+            shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "lr" and isinstance(v, (int, float)))
+            if shown:
+                parts.append(f"{split} {shown}")
+        seconds = now - t0
+        if seconds > 0 and st.step > step0:
+            parts.append(f"{si(((self._units - units0) / seconds))} {self.unit}/s")
+            left = []
+            if self._planned:
+                left.append((self._planned - st.step) * seconds / (st.step - step0))
+            if self.time_budget:
+                left.append(self.time_budget - self.run.elapsed())
+            if left:
+                parts.append(f"eta {duration(max(0.0, min(left)))}")
+        return " | ".join(parts)
 
     def _monitored(self, train: dict, valid: dict) -> tuple[str, float | None]:
         found = None

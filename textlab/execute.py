@@ -105,12 +105,47 @@ def train_one(inv: Invocation, *, resume_dir: Path | None = None, name_suffix: s
         run = Run.create(inv.task, label, inv.record(), runs_dir=core.runs_dir, name=name, seed=core.seed,
                          device=str(distributed.resolve_device(core.device)), loggers=list(core.logger),
                          config_text=inv.config_toml())
-        run.update(options_given=sorted(inv.given - {"json_output", "runs_dir", "resume", "nproc", "config"}))
+        run.update(options_given=sorted(inv.given - {"json_output", "runs_dir", "resume", "nproc", "config"}),
+                   **data_facts(inv), **({"parent": inv.parent} if inv.parent else {}))
     with run:
         result = inv.verb.call(run, inv.options)
     if run.stop_requested:
         raise Interrupted(run.dir)
-    return {"run": str(run.dir), "status": run.info.get("status"), "best": run.info.get("best"), "result": result}
+    return report(run, result)
+
+
+def report(run: Any, result: Any) -> dict:
+    """A finished run's result: shown as a table on stdout (rank 0, not under --json), returned for --json."""
+    from .compare import final_metrics, result_table
+    from .console import show
+
+    final = final_metrics(run.dir) if run.is_main else {}
+    show(result_table(run.dir, run.info, final))
+    return {"run": str(run.dir), "status": run.info.get("status"), "best": run.info.get("best"), "final": final,
+            "result": result}
+
+
+def data_facts(inv: Invocation) -> dict:
+    """The run's data as run.json records it (for `textlab diff`): its reference and a fingerprint of
+    its files (names, sizes, modification times) or name, when the task has a `data` option."""
+    from .data import resolve
+    from .errors import TextlabError
+
+    data = getattr(inv.options, "data", None)
+    if not isinstance(data, str) or not data:
+        return {}
+    try:
+        source = resolve(inv.task, data)
+        return {"data": source.reference(), "data_fingerprint": source.fingerprint()}
+    except (TextlabError, OSError):
+        return {}
+
+
+def rerun(run_dir: Path, changes: dict, core: dict) -> Any:
+    """`textlab rerun RUN --set KEY=VALUE`: a new run with RUN's stored options, changed where told
+    (`core`: how to run it, such as --runs-dir or --json, not recorded as changes)."""
+    inv = Invocation.from_record(run_dir, changes, where="--set ")
+    return execute(dataclasses.replace(inv, core=dataclasses.replace(inv.core, **core)))
 
 
 def _value(inv: Invocation, name: str) -> Any:

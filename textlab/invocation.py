@@ -148,6 +148,7 @@ class Invocation:
     given: frozenset[str] = frozenset()  # options set explicitly (command line, config file, --set)
     target: str | None = None  # artifact verbs: the run directory or checkpoint
     grid: tuple[tuple[str, tuple], ...] = ()  # a sweep: (option, values) axes
+    parent: str | None = None  # made from this run's record (`textlab rerun`): recorded in the new run.json
 
     @property
     def task(self) -> str:
@@ -213,7 +214,7 @@ class Invocation:
         opts = _build(verb, stored, f"{run_dir}/{RECORD_FILE}: ")
         core = O.make(verb.core, {k: v for k, v in record["core"].items() if k in core_names},
                       where=lambda s: f"{run_dir}/{RECORD_FILE}: {s.name}" if s else "")
-        inv = cls(verb, opts, core)
+        inv = cls(verb, opts, core, parent=str(Path(run_dir).resolve()))
         return inv.with_changes(changes, where) if changes else inv
 
     def with_changes(self, changes: Mapping[str, Any], where: str) -> "Invocation":

@@ -52,7 +52,7 @@ class Duration(float):
         if isinstance(text, (int, float)):
             return cls(float(text))
         s = str(text).strip().lower().replace(" ", "")
-        if re.fullmatch(r"\d+(\.\d+)?", s):
+        if re.fullmatch(r"\d+(\.\d+)?(e[-+]?\d+)?", s):
             return cls(float(s))
         parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", s)
         if not parts or "".join(a + b for a, b in parts) != s:
@@ -331,6 +331,8 @@ def _one(spec: OptionSpec, value: Any, where: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             out = float(value)
+            if math.isinf(out):
+                raise UsageError(f"{where}: {value!r} is not a finite number")
         elif kind is Path or (isinstance(kind, type) and issubclass(kind, Path)):
             if not isinstance(value, (str, Path)) or str(value) == "":
                 raise ValueError

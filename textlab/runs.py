@@ -109,6 +109,7 @@ class Run:
             "textlab_version": _version(),
             "torch_version": _torch_version(),
             "python": platform.python_version(),
+            "versions": library_versions(),
             "git_commit": _git_commit(),
             "seed": seed,
             "device": str(device),
@@ -255,6 +256,9 @@ class Run:
             payload.setdefault("run_state", {"metrics_bytes": log.stat().st_size if log.exists() else 0})
         path = save_checkpoint(self.checkpoint_path(which), **payload)
         self.mark_wrote()
+        size = vocab_size(payload.get("vocab"))
+        if size is not None and size != self.info.get("vocab_size"):
+            self.update(vocab_size=size)
         return path
 
     def load_checkpoint(self, which: str = "last") -> dict:
@@ -305,6 +309,21 @@ class Run:
         if self.is_main:
             self.info["wall_time"] = round(self.elapsed(), 3)
             write_run_json(self.dir, self.info)
+
+    def record(self, **options: Any) -> None:
+        """Add option values the task resolved only while running (from the data, say) to config.toml,
+        so that `--config`, `rerun` and `diff` see what the run really used."""
+        if not self.is_main or not options:
+            return
+        from .options import plain
+
+        data = read_config(self.dir)
+        data.setdefault("options", {}).update({k: plain(v) for k, v in options.items() if v is not None})
+        path = self.dir / "config.toml"
+        header = "\n".join(ln[2:] for ln in path.read_text(encoding="utf-8").splitlines()
+                           if ln.startswith("# ")) if path.exists() else ""
+        write_config(self.dir, data, header=header)
+        self.config = flat_config(data)
 
     def set_best(self, metric: str, value: float, step: int, **more: Any) -> None:
         self.update(best={"metric": metric, "value": float(value), "step": int(step), **more})
@@ -373,13 +392,17 @@ class Run:
         return False
 
     def finish(self, status: str, error: str | None = None) -> None:
+        self.update(status=status, end=_now(), error=error)
         for logger in self._loggers:
             try:
+                if hasattr(logger, "finish"):
+                    logger.finish(status)  # a tracker with a status of its own (MLflow) or a summary (hparams)
                 logger.close()
-            except Exception:  # noqa: BLE001 - a logger must not lose the run
-                pass
+            except Exception as exc:  # noqa: BLE001 - a logger must not lose the run
+                from .console import warn
+
+                warn(f"logger {type(logger).__name__} could not finish: {exc}")
         self._loggers = []
-        self.update(status=status, end=_now(), error=error)
 
     def discard(self) -> None:
         """Remove a run that failed before it wrote anything (bad input): nothing half-written.
@@ -545,6 +568,34 @@ def _version() -> str:
     return __version__
 
 
+LIBRARIES = ("numpy", "typer", "rich", "pluggy", "pyarrow", "datasets", "scikit-learn", "numba", "einops", "nltk",
+             "transformers", "tensorboard", "mlflow-skinny", "mlflow")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a run's results can depend on (those installed)."""
+    from importlib import metadata
+
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def vocab_size(vocab: Any) -> int | None:
+    """Entries of a checkpoint's vocabulary (a Vocab dict, a list, or a dict of word lists), if it says."""
+    if isinstance(vocab, dict) and isinstance(vocab.get("itos"), list):
+        return len(vocab["itos"])
+    if isinstance(vocab, (list, tuple)):
+        return len(vocab)
+    if isinstance(vocab, dict) and isinstance(vocab.get("words"), list):
+        return len(vocab["words"])
+    return None
+
+
 def _torch_version() -> str | None:
     try:
         import torch
@@ -576,13 +627,13 @@ def flat_config(config: dict) -> dict:
     return dict(config or {})
 
 
-def write_config(path: Path, config: dict, text: str | None = None) -> None:
+def write_config(path: Path, config: dict, text: str | None = None, header: str = "") -> None:
     """config.toml of a run: `text`, or `config` (a record or a plain dict of options) as TOML."""
     from .options import dump_toml, plain
 
     if text is None:
         tables = dict(config) if isinstance(config.get("options"), dict) else {"options": config}
-        text = dump_toml({k: plain(v) for k, v in tables.items()})
+        text = dump_toml({k: plain(v) for k, v in tables.items()}, header)
     with atomic_write(path / "config.toml", "w", encoding="utf-8") as fh:
         fh.write(text)
 
@@ -606,6 +657,37 @@ def read_config(path: Path) -> dict:
 
 
 # ============================================================================ `textlab runs`
+STATUSES_SHOWN = ("finished", "running", "failed", "interrupted", "stale", "queued")
+
+
+def prune_runs(rows: list[dict], statuses: set[str], yes: bool) -> list[dict]:
+    """Delete the failed and stale runs among `rows` (or those of `statuses`, failed/stale only).
+
+    Asks first in a terminal; elsewhere it needs `yes` (a script must say it means it)."""
+    import shutil
+    import sys
+
+    from .console import err, status
+
+    doomed = statuses & {"failed", "stale"} or {"failed", "stale"}
+    if statuses - {"failed", "stale"}:
+        raise UsageError("--prune deletes failed and stale runs only", hint="--prune [--status failed|stale]")
+    victims = [r for r in rows if r.get("status") in doomed]
+    if not victims:
+        status("nothing to prune: no " + " or ".join(sorted(doomed)) + " runs")
+        return []
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"--prune would delete {len(victims)} run(s); pass --yes to confirm (no terminal to ask)")
+        err.print(runs_table(victims, f"{len(victims)} run(s) to delete"))
+        if input("delete them? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise UsageError("nothing deleted")
+    for r in victims:
+        shutil.rmtree(r["path"], ignore_errors=True)
+    status(f"deleted {len(victims)} run(s)")
+    return victims
+
+
 STATUS_COLOURS = {"finished": "green", "running": "cyan", "failed": "red", "interrupted": "yellow", "stale": "magenta",
                   "queued": "blue"}
 

@@ -122,7 +122,9 @@ def evaluate(
     with torch.no_grad():
         acc = (net(x).argmax(1) == y).float().mean().item()
     textlab.show(f"toy accuracy on {split}: {acc:.3f}")
-    return {"split": split, "accuracy": acc}
+    result = {"split": split, "accuracy": acc}
+    textlab.write_json(artifact.output_dir("eval") / f"{split}.json", result)  # what `textlab report` shows
+    return result
 
 
 @textlab.hookimpl
