@@ -305,8 +305,8 @@ class Trainer:
                 else "no checkpoint was written")
         self.run.mark_wrote()  # the run is kept, marked failed with this line (not removed as a bad input would be)
         raise textlab.TextlabError(
-            f"the vectors became non-finite (nan or inf) by step {st['work']} ({st['work']:,} of {self.total_work:,} "
-            f"{self.unit_name} trained); the run stopped ({kept}); try a lower --lr than {self.opts.lr:g}")
+            f"the vectors became non-finite (nan or inf) by step {st['work']} (of {self.total_work} {self.unit_name} "
+            f"to train); the run stopped ({kept}); try a lower --lr than {self.opts.lr:g}")
 
     def save_last(self, meta: dict) -> None:
         self.check_finite()  # never over a good last.pt
