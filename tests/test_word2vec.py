@@ -631,17 +631,21 @@ def _metric_keys(run: Path) -> list[tuple]:
 def test_resuming_a_finished_run_logs_no_step_twice(cli):
     """Issue #27 (b): a finished run resumed says there is nothing to do and writes nothing; with
     more epochs it logs the new steps only."""
+    import shutil
+
     res = cli("train", "word2vec", *TRAIN_SMALL, "--json")
     assert res.code == 0, res.err
     run = Path(json.loads(res.out)["run"])
     before = {p.name: p.read_bytes() for p in run.glob("checkpoints/*.pt")}
     log = (run / "metrics.jsonl").read_bytes()
+    shutil.rmtree(textlab.textlab_home())  # it reads no data either (its corpus is gone: no matter)
     res = cli("train", "--resume", run, "--json")
     assert res.code == 0, res.err
     assert "nothing to do" in res.err and json.loads(res.out)["result"]["stopped"] == "nothing to do"
     assert (run / "metrics.jsonl").read_bytes() == log
     assert {p.name: p.read_bytes() for p in run.glob("checkpoints/*.pt")} == before
-    res = cli("train", "--resume", run, "--epochs", "2", "--json")
+    assert not textlab.textlab_home().exists()
+    res = cli("train", "--resume", run, "--epochs", "2", "--json")  # its corpus (sample) made again
     assert res.code == 0, res.err
     keys = _metric_keys(run)
     assert len(keys) == len(set(keys)) and max(k[0] for k in keys) == 2 * min(k[0] for k in keys)

@@ -492,6 +492,12 @@ def train_sgns(run: textlab.Run, opts: TrainOptions) -> dict:
 
     backend = _backend(opts.backend, run.device)
     ckpt = run.load_checkpoint("last") if run.resumed else None
+    done = (ckpt or {}).get("train_state") or {}
+    if done.get("finished") and done.get("epoch", 0) >= opts.epochs:  # before reading any data: nothing is written
+        textlab.status(f"run {run.dir} has already trained {done['epoch']} epoch(s): nothing to do "
+                       "(pass --epochs N to train further)")
+        return {"summary": None, "stopped": "nothing to do", "dim": opts.dim,
+                "checkpoint": str(run.checkpoint_path("best"))}
     vocab_step, pair_step, window, sample = corpus_for(opts, ckpt)
     corpus = D.open_corpus(vocab_step)
     settings = Settings(dim=opts.dim, negative=opts.negative, window=window, sample=sample, epochs=opts.epochs,
@@ -503,11 +509,6 @@ def train_sgns(run: textlab.Run, opts: TrainOptions) -> dict:
     trainer = Trainer(run, corpus, settings, pair_step)
     if ckpt is not None:
         trainer.load(ckpt)
-        if trainer.state.get("finished") and trainer.state["epoch"] >= opts.epochs:
-            textlab.status(f"run {run.dir} has already trained {trainer.state['epoch']} epoch(s): nothing to do "
-                           "(pass --epochs N to train further)")
-            return {"summary": None, "stopped": "nothing to do", "vocab_size": len(corpus.itos), "dim": opts.dim,
-                    "checkpoint": str(run.checkpoint_path("best"))}
         _check_budget(run, opts)
         trainer.state["finished"] = False
     textlab.status(f"corpus {vocab_step.info.get('source')}: {len(corpus.itos):,} words, {corpus.tokens:,} tokens; "
