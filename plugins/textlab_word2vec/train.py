@@ -265,14 +265,15 @@ class Trainer:
         vocab = ckpt.get("vocab") if isinstance(ckpt.get("vocab"), dict) else {}
         mine = self.corpus.vocab_dict()
         if list(vocab.get("itos") or []) != mine["itos"] or [int(c) for c in vocab.get("counts") or []] != mine["counts"]:
-            theirs = len(vocab.get("itos") or [])
-            raise UsageError(f"the run to resume was trained on another vocabulary ({theirs:,} words; this corpus "
-                             f"gives {len(mine['itos']):,}{' other' if theirs == len(mine['itos']) else ''} words)",
+            theirs, ours = len(vocab.get("itos") or []), len(mine["itos"])
+            what = f"{theirs:,} words; this corpus gives {ours:,}" if theirs != ours else \
+                f"{theirs:,} words, as this corpus, but other words or counts"
+            raise UsageError(f"the run to resume was trained on another vocabulary ({what})",
                              hint="resume with the run's own --data and --min-count, or start a new run")
         sd = ckpt["state_dict"]
         if tuple(sd["in_vectors"].shape) != self.syn0.shape:
-            raise textlab.CheckpointError(f"last.pt holds vectors of shape {tuple(sd['in_vectors'].shape)}, "
-                                          f"expected {self.syn0.shape}; resume with the same --dim")
+            raise UsageError(f"last.pt holds vectors of size {sd['in_vectors'].shape[1]}, not --dim {self.syn0.shape[1]}",
+                             hint="a resume keeps the run's --dim; start a new run for another size")
         self.syn0[:] = sd["in_vectors"].numpy()
         self.syn1[:] = sd["out_vectors"].numpy()
         self.state.update(ckpt.get("train_state") or {})
@@ -467,7 +468,7 @@ def checkpoint_meta(corpus: Corpus, vocab_step: Step, pair_step: Step | None, op
 
     vi = vocab_step.info
     return {
-        "config": SGNSConfig(vocab_size=len(corpus.itos), dim=opts.dim),
+        "config": textlab.make_config(SGNSConfig, opts, {"vocab_size": len(corpus.itos)}),
         "extra": {
             "normalize": {"fold_yo": bool((vi.get("prep_options") or {}).get("fold_yo", False))},
             "corpus": {"source": vi.get("source"), "vocab_dir": str(vocab_step.dir), "vocab_fingerprint": vocab_step.fingerprint,
