@@ -275,7 +275,7 @@ def test_resume_continues_to_the_same_vectors(cli, tmp_path):
     res = cli("train", "word2vec", *common, "--json")
     assert res.code == 0, res.err
     whole = textlab.load_checkpoint(Path(json.loads(res.out)["result"]["checkpoint"]))
-    res = cli("train", "word2vec", *common, "--time-budget", "1e-9", "--name", "cut", "--json")
+    res = cli("train", "word2vec", *common, "--time-budget", "0.000001", "--name", "cut", "--json")
     assert res.code == 0, res.err
     cut = json.loads(res.out)
     assert cut["result"]["summary"]["stopped"] == "time_budget"
@@ -294,7 +294,7 @@ def test_resume_without_data_trains_on_the_runs_own_corpus(cli, tmp_path):
     text.write_text("".join(line + "\n" for line in D.sample_lines("valid")), encoding="utf-8")
     assert cli("prep", "word2vec", "--data", text).code == 0
     assert cli("vocab", "word2vec", "--min-count", "2").code == 0
-    res = cli("train", "word2vec", "--dim", "8", "--epochs", "2", "--threads", "1", "--time-budget", "1e-9",
+    res = cli("train", "word2vec", "--dim", "8", "--epochs", "2", "--threads", "1", "--time-budget", "0.000001",
               "--name", "cut", "--json")
     assert res.code == 0, res.err
     cut = json.loads(res.out)
@@ -521,7 +521,7 @@ def test_bad_options(cli, tmp_path):
     assert cli("prep", "word2vec", "--data", "sample").code == 0
     _one_line(cli("vocab", "word2vec", "--min-count", "100000"), 2, "no word occurs 100000 times")
     _one_line(cli("vocab", "word2vec", "--min-count", "0"), 2, "--min-count")
-    _one_line(cli("pairs", "word2vec", "--sample", "2"), 2, "--sample must be in [0, 1)")
+    _one_line(cli("pairs", "word2vec", "--sample", "2"), 2, "--sample", "0<=x<1")
     _one_line(cli("train", "word2vec", "--lr", "0.01", "--min-lr", "0.1"), 2, "--min-lr")
     _one_line(cli("train", "word2vec", "--pairs", "sometimes"), 2, "sometimes")
     _one_line(cli("train", "word2vec", "--out", tmp_path), 2, "is a folder")
@@ -542,6 +542,125 @@ def test_bad_eval_export_and_checkpoints(trained, cli, tmp_path):
     hollow = textlab.save_checkpoint(tmp_path / "hollow.pt", task="word2vec", model="sgns", config={}, state_dict={})
     _one_line(cli("neighbors", hollow, "москва"), 1, "holds no word vectors")
     _one_line(cli("neighbors", tmp_path / "nothing.pt", "москва"), 2, "no such run directory or checkpoint")
+
+
+def test_neighbors_of_a_missing_checkpoint_says_how_to_make_one(cli):
+    """Issue #27 (c): the README's first command without word2vec.pt is a usage error (exit 2) whose
+    hint is the task's quickstart, and those commands do make word2vec.pt."""
+    from textlab_word2vec.task import QUICKSTART
+
+    res = cli("neighbors", "word2vec.pt", "москва", "-k", "10")
+    _one_line(res, 2, "no such run directory or checkpoint: word2vec.pt",
+              "make one: textlab prep word2vec --data sample && textlab vocab word2vec && "
+              "textlab train word2vec --out word2vec.pt")
+    for command in QUICKSTART.split(" && "):
+        words = command.split()[1:]
+        assert cli(*words, *(["--threads", "1"] if words[0] == "train" else [])).code == 0, command
+    assert cli("neighbors", "word2vec.pt", "москва", "-k", "10").code == 0
+
+
+TRAIN_SMALL = ["--data", "sample", "--min-count", "3", "--dim", "8", "--threads", "1"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--lr", "0", "--min-lr", "0"], "--lr: 0 is not in the range x>0"),  # 0.1.0 trained nothing
+    (["--lr", "-0.1"], "--lr"),
+    (["--lr", "inf"], "--lr: inf"),  # 0.1.0 trained to nan
+    (["--min-lr", "0.1"], "--min-lr 0.1 is above --lr 0.025"),
+    (["--sample", "-0.1"], "--sample"),
+    (["--sample", "1"], "--sample: 1 is not in the range 0<=x<1"),
+    (["--window", "0"], "--window"),
+    (["--window", "1001"], "--window"),  # 0.1.0 ran out of memory making the pair buffers
+    (["--negative", "0"], "--negative"),
+    (["--epochs", "0"], "--epochs"),
+    (["--time-budget", "-1"], "--time-budget"),
+    (["--save-every", "-5"], "--save-every"),
+    (["--backend", "numba", "--batch", "64"], "--batch applies to --backend auto or --backend torch"),  # 0.1.0 ignored it
+])
+def test_every_train_option_takes_only_values_that_work(cli, tmp_path, args, needle):
+    """Issue #27 (d): a value outside an option's working range is one line, exit 2, and no run."""
+    _one_line(cli("train", "word2vec", *TRAIN_SMALL, *args), 2, needle)
+    assert not (tmp_path / "runs" / "word2vec").exists()
+
+
+def test_step_options_take_only_values_that_work(cli, tmp_path):
+    assert cli("prep", "word2vec", "--data", "sample").code == 0
+    _one_line(cli("pairs", "word2vec", "--window", "0"), 2, "--window")
+    _one_line(cli("pairs", "word2vec", "--sample", "1"), 2, "--sample")
+    _one_line(cli("pairs", "word2vec", "--shard-size", "999"), 2, "--shard-size")
+    _one_line(cli("vocab", "word2vec", "--max-sentence", "1"), 2, "--max-sentence")
+    _one_line(cli("vocab", "word2vec", "--max-vocab", "0"), 2, "--max-vocab")
+
+
+def test_a_negative_seed_is_a_seed(cli):
+    res = cli("train", "word2vec", *TRAIN_SMALL, "--seed", "-1", "--json")  # 0.1.0: internal error (numpy's rng)
+    assert res.code == 0, res.err
+
+
+def test_a_learning_rate_that_diverges_fails_the_run_and_keeps_no_nan(cli, tmp_path):
+    """Issue #27 (a): vectors that become nan stop the run, marked failed with the step; no nan is
+    saved, neither as best.pt nor over a good last.pt."""
+    import torch
+
+    def failed(res, *needles):  # the error is the last line (after the lines that say how training started)
+        assert res.code == 1, res.err
+        error = [line for line in res.err_lines if line.startswith("error:")]
+        assert error == res.err_lines[-1:] and all(n in error[0] for n in needles), res.err
+
+    failed(cli("train", "word2vec", *TRAIN_SMALL, "--lr", "1", "--json"), "non-finite", "by step", "try a lower --lr")
+    run = next((tmp_path / "runs" / "word2vec").iterdir())
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "by step" in info["error"]
+    assert not list(run.glob("checkpoints/*.pt"))
+
+    res = cli("train", "word2vec", *TRAIN_SMALL, "--epochs", "3", "--time-budget", "0.000001", "--name", "cut", "--json")
+    assert res.code == 0, res.err
+    cut = Path(json.loads(res.out)["run"])
+    last = cut / "checkpoints" / "last.pt"
+    good = last.read_bytes()
+    assert torch.isfinite(textlab.load_checkpoint(last)["state_dict"]["in_vectors"]).all()
+    failed(cli("train", "--resume", cut, "--lr", "1", "--time-budget", "0"), "non-finite", f"{last} keeps step")
+    assert last.read_bytes() == good and not (cut / "checkpoints" / "best.pt").exists()
+    assert json.loads((cut / "run.json").read_text())["status"] == "failed"
+
+
+def _metric_keys(run: Path) -> list[tuple]:
+    return [(r["step"], r["split"], r["name"]) for r in textlab.read_metrics(run)]
+
+
+def test_resuming_a_finished_run_logs_no_step_twice(cli):
+    """Issue #27 (b): a finished run resumed says there is nothing to do and writes nothing; with
+    more epochs it logs the new steps only."""
+    import shutil
+
+    res = cli("train", "word2vec", *TRAIN_SMALL, "--json")
+    assert res.code == 0, res.err
+    run = Path(json.loads(res.out)["run"])
+    before = {p.name: p.read_bytes() for p in run.glob("checkpoints/*.pt")}
+    log = (run / "metrics.jsonl").read_bytes()
+    shutil.rmtree(textlab.textlab_home())  # it reads no data either (its corpus is gone: no matter)
+    res = cli("train", "--resume", run, "--json")
+    assert res.code == 0, res.err
+    assert "nothing to do" in res.err and json.loads(res.out)["result"]["stopped"] == "nothing to do"
+    assert (run / "metrics.jsonl").read_bytes() == log
+    assert {p.name: p.read_bytes() for p in run.glob("checkpoints/*.pt")} == before
+    assert not textlab.textlab_home().exists()
+    res = cli("train", "--resume", run, "--epochs", "2", "--json")  # its corpus (sample) made again
+    assert res.code == 0, res.err
+    keys = _metric_keys(run)
+    assert len(keys) == len(set(keys)) and max(k[0] for k in keys) == 2 * min(k[0] for k in keys)
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_resume_refuses_another_vocabulary_in_one_line(cli):
+    res = cli("train", "word2vec", *TRAIN_SMALL, "--epochs", "2", "--time-budget", "0.000001", "--json")
+    assert res.code == 0, res.err
+    run = Path(json.loads(res.out)["run"])
+    last = (run / "checkpoints" / "last.pt").read_bytes()
+    info = (run / "run.json").read_text()
+    res = cli("train", "--resume", run, "--data", "sample", "--min-count", "200", "--time-budget", "0")
+    _one_line(res, 2, "trained on another vocabulary", "--min-count")
+    assert (run / "checkpoints" / "last.pt").read_bytes() == last and (run / "run.json").read_text() == info
 
 
 def test_truncated_ids_are_reported(cli, tmp_path):

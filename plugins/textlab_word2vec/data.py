@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterable, Iterator
 import textlab
 from textlab import DataError, UsageError
 
+from .config import PairsOptions, VocabOptions
+
 TASK = "word2vec"
 VERSION = 1  # bump when a step's output format or cleaning changes: old cache entries are then ignored
 INFO = {"prep": "prep-info.json", "vocab": "vocab-info.json", "pairs": "pairs-info.json"}
@@ -362,7 +364,7 @@ def prep(data: str, *, column: str = "text", fold_yo: bool = False, out: str | N
     src, lines = source_lines(data, column)
     options = {"column": column, "fold_yo": fold_yo}
     parent = src.fingerprint()
-    key = textlab.fingerprint(parent, options, VERSION)
+    key = src.fingerprint(options, VERSION)
     folder = _target("prep", key, out)
     existing = _quiet_read("prep", folder)
     if existing and existing.fingerprint == key and not force and (folder / "corpus.txt").exists():
@@ -589,6 +591,18 @@ def resolve_vocab(data: str | None, *, min_count: int | None = None, max_vocab: 
     return build_vocab(prepared, **_opts("vocab", given))[0]
 
 
+def vocab_step(opts: VocabOptions) -> tuple[Step, bool]:
+    """What `textlab vocab` asks for: the vocabulary of the prepared corpus with the options given,
+    found in the cache (reused) or built. Returns (step, reused)."""
+    prepared = resolve_prep(opts.data)
+    given = _given({"min_count": opts.min_count, "max_vocab": opts.max_vocab, "max_sentence": opts.max_sentence})
+    found = None if (opts.force or opts.out) else find_step("vocab", prepared.fingerprint, given)
+    if found is not None and _vocab_files_ok(found):
+        remember(found)
+        return found, True
+    return build_vocab(prepared, **_opts("vocab", given), out=opts.out, force=opts.force)
+
+
 def _pairs_vocab(folder: Path) -> Step | None:
     pairs = _quiet_read("pairs", folder)
     return parent_step("vocab", pairs) if pairs else None
@@ -770,6 +784,18 @@ def resolve_pairs(data: str | None, *, window: int | None = None, sample: float 
         return found
     textlab.status("writing pair shards (none match these options yet)")
     return build_pairs(vocab_step, **_opts("pairs", given))[0]
+
+
+def pairs_step(opts: PairsOptions) -> tuple[Step, bool]:
+    """What `textlab pairs` asks for: pair shards of the vocabulary with the options given, found
+    in the cache (reused) or written. Returns (step, reused)."""
+    vocab = resolve_vocab(opts.data, min_count=opts.min_count)
+    given = _given({"window": opts.window, "sample": opts.sample, "seed": opts.pair_seed, "shard_size": opts.shard_size})
+    found = None if (opts.force or opts.out) else find_step("pairs", vocab.fingerprint, given)
+    if found is not None and all((found.dir / s).exists() for s in found.info["shards"]):
+        remember(found)
+        return found, True
+    return build_pairs(vocab, **_opts("pairs", given), out=opts.out, force=opts.force)
 
 
 def read_shard(path: Path) -> tuple[Any, Any]:

@@ -31,7 +31,7 @@ def train_vectors(text: str | Path, out_dir: str | Path, *, dim: int, seed: int 
     import torch
 
     from .evaluate import Vectors, export
-    from .train import Trainer, TrainOptions, checkpoint_meta
+    from .train import Settings, Trainer, checkpoint_meta
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -39,7 +39,7 @@ def train_vectors(text: str | Path, out_dir: str | Path, *, dim: int, seed: int 
     vocab_step, _ = D.build_vocab(prepared, min_count=MIN_COUNT, out=out_dir / "vocab", latest=False)
     corpus = D.open_corpus(vocab_step)  # build_vocab has refused a text with no word seen MIN_COUNT times
     backend = "numba" if str(device) == "cpu" else "torch"
-    opts = TrainOptions(dim=dim, epochs=EPOCHS, backend=backend, workers=torch.get_num_threads(), save_every=0.0)
+    opts = Settings(dim=dim, epochs=EPOCHS, backend=backend, workers=torch.get_num_threads(), save_every=0.0)
     meta = checkpoint_meta(corpus, vocab_step, None, opts)
     run = textlab.Run.create("word2vec", f"sgns-{dim}d", {"embedder": "word2vec", "text": str(text), "min_count": MIN_COUNT,
                                                             **meta["extra"]["train"]},

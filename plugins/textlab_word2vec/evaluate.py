@@ -1,4 +1,5 @@
-"""Using trained vectors: neighbours, analogies, word-pair similarity, word2vec-format export.
+"""Using trained vectors: neighbours, analogies, word-pair similarity, word2vec-format export
+(the work of the neighbors, eval and export verbs, at the end).
 
 The evaluations follow gensim's `KeyedVectors.evaluate_word_analogies` and
 `evaluate_word_pairs`, so that figures compare with gensim's: words are looked up after the
@@ -19,7 +20,9 @@ from typing import Any
 import textlab
 from textlab import DataError, UsageError
 
+from .config import EvalOptions, ExportOptions, NeighborsOptions
 from .data import clean
+from .report import kv_table, num, pct
 
 
 @dataclass
@@ -286,3 +289,91 @@ def export(vec: Vectors, path: str | Path, fmt: str = "word2vec-text", limit: in
                 rows = matrix[start:start + 4096].tolist()
                 fh.write("".join(f"{w} {row_fmt % tuple(r)}\n" for w, r in zip(vec.itos[start:start + 4096], rows)).encode("utf-8"))
     return {"path": str(path), "format": fmt, "words": n, "dim": vec.dim, "bytes": path.stat().st_size}
+
+
+# ============================================================================ the verbs' work
+def show_neighbors(artifact: textlab.Artifact, opts: NeighborsOptions) -> dict:
+    """Tables of the nearest words of each query (see the neighbors verb)."""
+    from rich.table import Table
+
+    vec = Vectors.from_artifact(artifact)
+    restrict = opts.restrict
+    pool = f"{len(vec):,} words" if not restrict or restrict >= len(vec) else \
+        f"the {restrict:,} most frequent of {len(vec):,}"
+    results = []
+    for positive, negative in parse_queries(opts.words):
+        found = nearest(vec, positive, negative, opts.top, restrict)
+        label = " ".join(positive[:1] + [f"+{w}" for w in positive[1:]] + [f"-{w}" for w in negative])
+        title = f"neighbours of {label} (cosine; among {pool})"
+        table = Table(title=title, min_width=len(title) + 2)
+        for col, just in (("#", "right"), ("word", "left"), ("cosine", "right"), ("count", "right")):
+            table.add_column(col, justify=just)
+        for i, (w, cos, count) in enumerate(found, 1):
+            table.add_row(str(i), w, f"{cos:.3f}", f"{count:,}")
+        textlab.show(table)
+        results.append({"query": label, "positive": positive, "negative": negative,
+                        "neighbors": [{"word": w, "cosine": round(c, 4), "count": n} for w, c, n in found]})
+    return results[0] if len(results) == 1 else {"queries": results}
+
+
+def evaluate_artifact(artifact: textlab.Artifact, opts: EvalOptions) -> dict:
+    """Analogy accuracy and word-pair similarity of a checkpoint's vectors, shown and written to
+    eval/word2vec-eval.json (see the eval verb)."""
+    if opts.analogies is None and not opts.similarity:
+        raise UsageError("nothing to evaluate", hint="pass --analogies FILE and/or --similarity FILE")
+    for path in [opts.analogies, *opts.similarity]:
+        if path is not None and not Path(path).is_file():
+            raise DataError(f"no such file: {path}")
+    vec = Vectors.from_artifact(artifact)
+    result: dict = {"checkpoint": str(artifact.path), "words": len(vec)}
+    if opts.analogies is not None:
+        result["analogies"] = analogies(vec, opts.analogies, opts.restrict)
+        _analogy_table(result["analogies"], Path(opts.analogies).name, opts.restrict)
+    if opts.similarity:
+        result["similarity"] = [similarity(vec, p) for p in opts.similarity]
+        _similarity_table(result["similarity"])
+    out = artifact.output_dir("eval") / "word2vec-eval.json"
+    textlab.write_json(out, result)
+    textlab.status(f"written: {out}")
+    return result
+
+
+def _analogy_table(a: dict, name: str, restrict: int) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"analogies: {name} (top {restrict:,} words; {a['evaluated']:,} of {a['questions']:,} questions "
+                    "in vocabulary)")
+    for col in ("section", "correct", "total", "accuracy"):
+        t.add_column(col, justify="left" if col == "section" else "right")
+    for s in a["sections"]:
+        t.add_row(s["section"], f"{s['correct']:,}", f"{s['total']:,}", pct(s["accuracy"]))
+    for key in ("semantic", "syntactic", "accuracy"):
+        t.add_row(f"[bold]{'total' if key == 'accuracy' else key}[/bold]", "", "", f"[bold]{pct(a[key])}[/bold]")
+    textlab.show(t)
+
+
+def _similarity_table(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    t = Table(title="word-pair similarity (cosine vs human scores)")
+    for col in ("file", "spearman", "pearson", "pairs", "oov"):
+        t.add_column(col, justify="left" if col == "file" else "right")
+    for s in rows:
+        t.add_row(Path(s["file"]).name, num(s["spearman"]), num(s["pearson"]), f"{s['pairs']:,}", f"{s['oov_pct']:.1f}%")
+    textlab.show(t)
+
+
+def export_artifact(artifact: textlab.Artifact, opts: ExportOptions) -> dict:
+    """Write a checkpoint's vectors in word2vec format (see the export verb)."""
+    vec = Vectors.from_artifact(artifact)
+    suffix = ".bin" if opts.fmt == "word2vec-binary" else ".txt"
+    output = opts.output
+    if output is None:
+        output = (artifact.run_dir / "outputs" / f"vectors{suffix}") if artifact.run_dir else \
+            artifact.path.with_suffix(suffix)
+    if Path(output).is_dir():
+        raise UsageError(f"--output {output} is a folder; give a file name")
+    result = export(vec, output, opts.fmt, opts.limit)
+    kv_table("export", [("file", result["path"]), ("format", opts.fmt),
+                        ("words", f"{result['words']:,} x {result['dim']}"), ("size", f"{result['bytes'] / 1e6:,.1f} MB")])
+    return result

@@ -9,14 +9,9 @@ no optimizer state, as in word2vec.c: plain SGD with a linearly decaying learnin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass
-class SGNSConfig:
-    vocab_size: int = 0
-    dim: int = 100
+from .config import SGNSConfig  # noqa: F401  (the model's configuration)
 
 
 def build_sgns(config: SGNSConfig, vocab: Any = None) -> Any:
@@ -44,7 +39,7 @@ def init_vectors(vocab_size: int, dim: int, seed: int) -> tuple[Any, Any]:
     """word2vec.c / gensim initialisation: in-vectors uniform in [-0.5/dim, 0.5/dim), out-vectors 0."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed % 2**64)  # --seed -1 is a seed too (the same draws as before for seed >= 0)
     syn0 = ((rng.random((vocab_size, dim), dtype=np.float32) - np.float32(0.5)) / np.float32(dim)).astype(np.float32)
     syn1 = np.zeros((vocab_size, dim), dtype=np.float32)
     return syn0, syn1

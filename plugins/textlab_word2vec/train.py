@@ -1,39 +1,48 @@
-"""The training loop: units of work on threads, linear learning-rate decay, checkpoints, resume.
+"""Training: the run's corpus, the Hogwild loop (units of work on threads), checkpoints, resume.
 
 The corpus (or the pair shards) is cut into units of about 20,000 words (100,000 pairs); each
 unit is trained by one call of a compiled kernel on one of `--threads` threads (Hogwild: the
 threads share the two matrices without locks, as word2vec.c and gensim do). A unit's random
-draws depend only on (seed, epoch, unit), and its learning rate only on its place in the run,
-so with one thread a resumed run ends with the same vectors as an uninterrupted one.
+draws depend only on (seed, epoch, unit), and its learning rate only on its place in the run
+(linear decay from --lr to --min-lr over all epochs), so with one thread a resumed run ends with
+the same vectors as an uninterrupted one.
 
-Checkpoints (`last.pt`) are written between units, after the units in flight are done: every
-`--save-every` seconds, at a time budget, on Ctrl-C and at the end. The end also writes
-`best.pt` (the final vectors: word2vec has no validation metric to pick another).
+This loop is word2vec's own (the core's Engine runs optimizer steps; SGNS is sparse in-place
+SGD on threads), and it reports through the same `Run`: metrics every 2 s, `last.pt` between
+units after the units in flight are done (every `--save-every`, at the time budget, on Ctrl-C,
+at the end), `best.pt` at the end (the final vectors: word2vec has no validation metric to pick
+another), the run's wall-clock time budget. Vectors that become nan or inf (too high a --lr)
+stop the run, marked failed with the step, and are never saved.
 
-Under `torchrun --nproc_per_node N` every rank trains the same units with the same draws (the
-Hogwild threads are the way to use several cores; processes would have to exchange whole
-matrices): with `--threads 1` all ranks end with identical vectors, rank 0 writes the run.
+The train verb's work is `train_sgns` at the end: which corpus a run (or a resume) trains on,
+the resume's checks, the summary table.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import textlab
-from textlab import CheckpointError
+from textlab import UsageError
 
+from . import data as D
+from .config import TrainOptions
 from .data import Corpus, Step, human, job_seed, keep_thresholds, read_shard
+from .report import kv_table
 
 PAIR_JOB = 100_000  # pairs per unit when training from shards
-LOG_EVERY = 2.0  # seconds between metric records
+LOG_EVERY = 2.0  # seconds between metric records (and checks that the vectors are finite)
 
 
 @dataclass
-class TrainOptions:
+class Settings:
+    """What a run trains with, every default resolved (stored in checkpoints as extra["train"])."""
+
     dim: int = 100
     negative: int = 5
     window: int = 5
@@ -46,8 +55,8 @@ class TrainOptions:
     shared_negatives: bool = True
     batch: int = 4096  # pairs per torch step
     workers: int = 2
-    save_every: float = 600.0
-    time_budget: float = 0.0  # seconds; 0 = none
+    save_every: float = 600.0  # seconds; 0 = only at the end
+    time_budget: float | None = None  # seconds of the run's wall-clock time; None = no limit
     loss_every: int = 8  # the loss is measured on one centre word in this many
 
 
@@ -62,10 +71,36 @@ class Unit:
     shard: int = -1
 
 
+@dataclass
+class _Window:
+    """What the units finished since the last metric record."""
+
+    t: float
+    kept: int = 0
+    pairs: int = 0
+    loss: float = 0.0
+    loss_n: int = 0
+
+
+@dataclass
+class _Loop:
+    """Where one process's training stands (the run's totals are `Trainer.state`)."""
+
+    t0: float  # when training started in this process (perf_counter)
+    done_before: int  # work done by earlier processes of the run (a resume)
+    seconds_before: float
+    last_log: float
+    last_save: float
+    window: _Window
+    stopping: str | None = None  # "interrupted" or "time_budget": no more units are started
+    draining: bool = False  # a checkpoint is due: no more units until those in flight are done
+    pending: dict = field(default_factory=dict)  # future -> Unit
+
+
 class Trainer:
     """Holds the vectors and runs units; `fit()` is the loop."""
 
-    def __init__(self, run: textlab.Run, corpus: Corpus, opts: TrainOptions, pairs: Step | None = None):
+    def __init__(self, run: textlab.Run, corpus: Corpus, opts: Settings, pairs: Step | None = None):
         import numpy as np
 
         from .model import init_vectors
@@ -77,10 +112,15 @@ class Trainer:
         self.total_work = self.epoch_work * opts.epochs
         self.state = {"epoch": 0, "unit": 0, "work": 0, "kept": 0, "pairs": 0, "seconds": 0.0,
                       "loss_sum": 0.0, "loss_n": 0, "finished": False}
+        self.saved_work: int | None = None  # the work that last.pt holds (None: no last.pt yet)
         self._shard_cache: tuple[int, Any, Any] | None = None
         self._ids = np.asarray(corpus.ids)
         self._offsets = np.asarray(corpus.offsets)
         self._torch = None
+
+    @property
+    def unit_name(self) -> str:
+        return "words" if self.pairs is None else "pairs"
 
     # ------------------------------------------------------------------ units
     def units(self, epoch: int, first: int = 0) -> Iterator[Unit]:
@@ -219,19 +259,25 @@ class Trainer:
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ checkpoints
-    def load(self, ckpt: dict, vocab_fingerprint: str) -> None:
-        extra = ckpt.get("extra") or {}
-        got = (extra.get("corpus") or {}).get("vocab_fingerprint")
-        if got != vocab_fingerprint:
-            raise CheckpointError("the run to resume was trained on another vocabulary "
-                                  f"({got} != {vocab_fingerprint}); resume with the same --data and --min-count")
+    def load(self, ckpt: dict) -> None:
+        """Continue from a last.pt: it must hold vectors of this vocabulary (the words and their
+        counts; compared as such, so a run of textlab 0.1, whose cache keys differ, resumes too)."""
+        vocab = ckpt.get("vocab") if isinstance(ckpt.get("vocab"), dict) else {}
+        mine = self.corpus.vocab_dict()
+        if list(vocab.get("itos") or []) != mine["itos"] or [int(c) for c in vocab.get("counts") or []] != mine["counts"]:
+            theirs, ours = len(vocab.get("itos") or []), len(mine["itos"])
+            what = f"{theirs:,} words; this corpus gives {ours:,}" if theirs != ours else \
+                f"{theirs:,} words, as this corpus, but other words or counts"
+            raise UsageError(f"the run to resume was trained on another vocabulary ({what})",
+                             hint="resume with the run's own --data and --min-count, or start a new run")
         sd = ckpt["state_dict"]
         if tuple(sd["in_vectors"].shape) != self.syn0.shape:
-            raise CheckpointError(f"last.pt holds vectors of shape {tuple(sd['in_vectors'].shape)}, "
-                                  f"expected {self.syn0.shape}; resume with the same --dim")
+            raise UsageError(f"last.pt holds vectors of size {sd['in_vectors'].shape[1]}, not --dim {self.syn0.shape[1]}",
+                             hint="a resume keeps the run's --dim; start a new run for another size")
         self.syn0[:] = sd["in_vectors"].numpy()
         self.syn1[:] = sd["out_vectors"].numpy()
         self.state.update(ckpt.get("train_state") or {})
+        self.saved_work = int(self.state["work"])
 
     def payload(self, meta: dict) -> dict:
         import torch
@@ -241,113 +287,147 @@ class Trainer:
                 "state_dict": {"in_vectors": torch.from_numpy(self.syn0), "out_vectors": torch.from_numpy(self.syn1)},
                 "extra": meta["extra"]}
 
+    def finite(self) -> bool:
+        """Whether both matrices hold only finite numbers (a float64 sum: no copy of the matrix)."""
+        import numpy as np
+
+        if self._torch is not None and self._torch["device"].type != "cpu":
+            import torch
+
+            return all(bool(torch.isfinite(self._torch[k].sum(dtype=torch.float64))) for k in ("syn0", "syn1"))
+        return all(math.isfinite(float(m.sum(dtype=np.float64))) for m in (self.syn0, self.syn1))
+
+    def check_finite(self) -> None:
+        """Stop the run (marked failed, with the step) when the vectors became nan or inf."""
+        if self.finite():
+            return
+        st = self.state
+        kept = (f"{self.run.checkpoint_path('last')} keeps step {self.saved_work}" if self.saved_work is not None
+                else "no checkpoint was written")
+        self.run.mark_wrote()  # the run is kept, marked failed with this line (not removed as a bad input would be)
+        raise textlab.TextlabError(
+            f"the vectors became non-finite (nan or inf) by step {st['work']} (of {self.total_work} {self.unit_name} "
+            f"to train); the run stopped ({kept}); try a lower --lr than {self.opts.lr:g}")
+
+    def save_last(self, meta: dict) -> None:
+        self.check_finite()  # never over a good last.pt
+        self.run.save_checkpoint("last", **self.payload(meta), train_state=dict(self.state))
+        self.saved_work = int(self.state["work"])
+
     # ------------------------------------------------------------------ the loop
     def fit(self, meta: dict) -> dict:
         """Train until the epochs are done, the time budget is spent or Ctrl-C. Returns a summary."""
-        o, run, st = self.opts, self.run, self.state
-        workers = 1 if o.backend == "torch" else max(1, o.workers)
-        replicated = textlab.distributed.world_size() > 1
         compile_s = self.warm_up()
         self.rss_before = _peak_rss_mb()
-        epoch, first = st["epoch"], st["unit"]
-        done_before = st["work"]
-        units = self._all_units(epoch, first)
-        unit_name = "words" if self.pairs is None else "pairs"
-        t_start = time.perf_counter()
-        last_log = last_save = t_start
-        seconds_before = st["seconds"]
-        window_kept = window_pairs = 0
-        window_loss = 0.0
-        window_loss_n = 0
-        window_t = t_start
-        stopping: str | None = None
-        draining = False
-        pending: dict = {}
-        next_unit: Unit | None = next(units, None)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sgns") as pool, \
-                textlab.progress(self.total_work, f"train ({workers} thread{'s' * (workers > 1)})", unit=unit_name) as bar:
-            bar.advance(done_before)
-            while True:
-                while next_unit is not None and not draining and not stopping and len(pending) < 2 * workers:
-                    pending[pool.submit(self.unit_fn(next_unit))] = next_unit
-                    next_unit = next(units, None)
-                if not pending:
-                    if draining or (stopping and next_unit is not None):
-                        st["epoch"], st["unit"] = (next_unit.epoch, next_unit.index) if next_unit else (o.epochs, 0)
-                        st["seconds"] = seconds_before + time.perf_counter() - t_start
-                        self._save_last(meta)
-                        last_save = time.perf_counter()
-                        draining = False
-                        if stopping:
-                            break
-                        continue
-                    break
-                done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    unit = pending.pop(fut)
-                    kept, pairs, loss, loss_n = fut.result()
-                    st["work"] += unit.work
-                    st["kept"] += kept
-                    st["pairs"] += pairs
-                    st["loss_sum"] += loss
-                    st["loss_n"] += loss_n
-                    window_kept += kept
-                    window_pairs += pairs
-                    window_loss += loss
-                    window_loss_n += loss_n
-                    bar.advance(unit.work)
-                now = time.perf_counter()
-                if now - last_log >= LOG_EVERY and window_pairs:
-                    span = now - window_t
-                    metrics = {"loss": window_loss / max(1, window_loss_n), "lr": self.lr_at(st["work"]),
-                               "pairs_per_s": window_pairs / span}
-                    if self.pairs is None:
-                        metrics["words_per_s"] = (st["work"] - done_before) / (now - t_start)
-                        metrics["effective_words_per_s"] = window_kept / span
-                    run.log("train", metrics, step=st["work"], epoch=st["work"] / self.epoch_work)
-                    bar.set(**{"pairs/s": human(window_pairs / span), "loss": round(metrics["loss"], 4),
-                               "lr": f"{metrics['lr']:.5f}"})
-                    last_log = window_t = now
-                    window_kept = window_pairs = window_loss_n = 0
-                    window_loss = 0.0
-                if not stopping:
-                    # under torchrun every rank trains the same units (see the module docstring):
-                    # no collective call here, the ranks pass this point a different number of times
-                    if run.stop_requested is not None if replicated else run.should_stop():
-                        stopping = "interrupted"
-                    elif o.time_budget and seconds_before + now - t_start >= o.time_budget:
-                        stopping = "time_budget"
-                    elif o.save_every and now - last_save >= o.save_every:
-                        draining = True
-        train_s = time.perf_counter() - t_start
-        st["seconds"] = seconds_before + train_s
-        if stopping and next_unit is None and not pending:
-            stopping = None  # the units in flight were the last ones: training is complete
-        summary = self.summary(train_s, done_before, compile_s, stopped=stopping or "done")
-        final = {"loss": summary["loss"], "lr": self.lr_at(st["work"]), "pairs_per_s": summary["pairs_per_s"],
-                 "words_per_s": summary["words_per_s"], "effective_words_per_s": summary["effective_words_per_s"]}
-        run.log("train", final, step=st["work"], epoch=st["work"] / self.epoch_work)
-        if stopping:
-            done = f"after {human(st['work'])} of {human(self.total_work)} {unit_name}"
-            if stopping == "time_budget":
-                textlab.status(f"stopped at the time budget ({o.time_budget:g} s of training in all) {done}; last.pt is "
-                               f"saved (best.pt once every epoch is done); continue with: textlab train --resume "
-                               f"{run.dir} --time-budget 0")
-            else:
-                textlab.status(f"stopped ({stopping}) {done}; last.pt is saved")
-            run.update(stopped=stopping)
+        st = self.state
+        now = time.perf_counter()
+        loop = _Loop(now, st["work"], st["seconds"], now, now, _Window(now))
+        stopped = self._train_units(meta, loop)
+        train_s = time.perf_counter() - loop.t0
+        st["seconds"] = loop.seconds_before + train_s
+        summary = self.summary(train_s, loop.done_before, compile_s, stopped=stopped or "done")
+        if st["work"] > loop.done_before:  # a resume that trained nothing logs nothing (no second record of a step)
+            self.run.log("train", {"loss": summary["loss"], "lr": self.lr_at(st["work"]),
+                                   **{k: summary[k] for k in ("pairs_per_s", "words_per_s", "effective_words_per_s")}},
+                         step=st["work"], epoch=st["work"] / self.epoch_work)
+        self.check_finite()
+        if stopped:
+            self._say_stopped(stopped)
             return summary
-        st.update(epoch=o.epochs, unit=0, finished=True)
-        self._save_last(meta)
-        run.save_checkpoint("best", **self.payload(meta))
+        st.update(epoch=self.opts.epochs, unit=0, finished=True)
+        self.save_last(meta)
+        self.run.save_checkpoint("best", **self.payload(meta))
         return summary
+
+    def _train_units(self, meta: dict, loop: _Loop) -> str | None:
+        """Run the units on the threads; None when all are done, else why training stopped."""
+        workers = 1 if self.opts.backend == "torch" else max(1, self.opts.workers)
+        units = self._all_units(self.state["epoch"], self.state["unit"])
+        nxt: Unit | None = next(units, None)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sgns") as pool, \
+                textlab.progress(self.total_work, f"train ({workers} thread{'s' * (workers > 1)})",
+                                 unit=self.unit_name) as bar:
+            bar.advance(loop.done_before)
+            while True:
+                while nxt is not None and not (loop.draining or loop.stopping) and len(loop.pending) < 2 * workers:
+                    loop.pending[pool.submit(self.unit_fn(nxt))] = nxt
+                    nxt = next(units, None)
+                if not loop.pending:
+                    if nxt is None:
+                        return None  # every unit is done (those in flight at a stop were the last ones)
+                    self._checkpoint(meta, loop, nxt)  # between units: a stop, or --save-every
+                    if loop.stopping:
+                        return loop.stopping
+                    continue
+                self._collect(loop, bar)
+                now = time.perf_counter()
+                if now - loop.last_log >= LOG_EVERY and loop.window.pairs:
+                    self._log(loop, bar, now)
+                    self.check_finite()
+                if not loop.stopping:
+                    self._should_stop(loop, now)
+
+    def _collect(self, loop: _Loop, bar: Any) -> None:
+        done, _ = wait(list(loop.pending), timeout=0.5, return_when=FIRST_COMPLETED)
+        st, w = self.state, loop.window
+        for fut in done:
+            unit = loop.pending.pop(fut)
+            kept, pairs, loss, loss_n = fut.result()
+            st["work"] += unit.work
+            st["kept"] += kept
+            st["pairs"] += pairs
+            st["loss_sum"] += loss
+            st["loss_n"] += loss_n
+            w.kept, w.pairs, w.loss, w.loss_n = w.kept + kept, w.pairs + pairs, w.loss + loss, w.loss_n + loss_n
+            bar.advance(unit.work)
+
+    def _log(self, loop: _Loop, bar: Any, now: float) -> None:
+        st, w = self.state, loop.window
+        span = now - w.t
+        metrics = {"loss": w.loss / max(1, w.loss_n), "lr": self.lr_at(st["work"]), "pairs_per_s": w.pairs / span}
+        if self.pairs is None:
+            metrics["words_per_s"] = (st["work"] - loop.done_before) / (now - loop.t0)
+            metrics["effective_words_per_s"] = w.kept / span
+        self.run.log("train", metrics, step=st["work"], epoch=st["work"] / self.epoch_work)
+        bar.set(**{"pairs/s": human(w.pairs / span), "loss": round(metrics["loss"], 4), "lr": f"{metrics['lr']:.5f}"})
+        loop.last_log = now
+        loop.window = _Window(now)
+
+    def _should_stop(self, loop: _Loop, now: float) -> None:
+        o, run = self.opts, self.run
+        # an embedder trains on rank 0 alone, inside another task's run under torchrun: no collective call
+        # there (run.should_stop() is one); the train verb itself runs in one process
+        under_torchrun = textlab.distributed.world_size() > 1
+        if run.stop_requested is not None if under_torchrun else run.should_stop():
+            loop.stopping = "interrupted"
+        elif o.time_budget and run.elapsed() >= o.time_budget:
+            loop.stopping = "time_budget"
+        elif o.save_every and now - loop.last_save >= o.save_every:
+            loop.draining = True
+
+    def _checkpoint(self, meta: dict, loop: _Loop, nxt: Unit) -> None:
+        """last.pt between units, saying where to go on: the next unit."""
+        st = self.state
+        st["epoch"], st["unit"] = nxt.epoch, nxt.index
+        st["seconds"] = loop.seconds_before + time.perf_counter() - loop.t0
+        self.save_last(meta)
+        loop.last_save = time.perf_counter()
+        loop.draining = False
+
+    def _say_stopped(self, stopped: str) -> None:
+        st, run = self.state, self.run
+        done = f"after {human(st['work'])} of {human(self.total_work)} {self.unit_name}"
+        if stopped == "time_budget":
+            textlab.status(f"stopped at the time budget ({textlab.options.format_duration(self.opts.time_budget)} of "
+                           f"the run's wall-clock time) {done}; last.pt is saved (best.pt once every epoch is done); "
+                           f"continue with: textlab train --resume {run.dir} --time-budget 0")
+        else:
+            textlab.status(f"stopped ({stopped}) {done}; last.pt is saved")
+        run.update(stopped=stopped)
 
     def _all_units(self, epoch: int, first: int) -> Iterator[Unit]:
         for e in range(epoch, self.opts.epochs):
             yield from self.units(e, first if e == epoch else 0)
-
-    def _save_last(self, meta: dict) -> None:
-        self.run.save_checkpoint("last", **self.payload(meta), train_state=dict(self.state))
 
     def summary(self, train_s: float, done_before: int, compile_s: float, stopped: str) -> dict:
         st, c = self.state, self.corpus
@@ -382,24 +462,21 @@ def _peak_rss_mb() -> float | None:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-def options_dict(opts: TrainOptions) -> dict:
-    return asdict(opts)
-
-
-def checkpoint_meta(corpus: Corpus, vocab_step: Step, pair_step: Step | None, opts: TrainOptions) -> dict:
+def checkpoint_meta(corpus: Corpus, vocab_step: Step, pair_step: Step | None, opts: Settings) -> dict:
     """The config and `extra` a word2vec checkpoint carries: where its corpus came from, how it trained."""
-    from .model import SGNSConfig
+    from .config import SGNSConfig
 
     vi = vocab_step.info
     return {
-        "config": SGNSConfig(vocab_size=len(corpus.itos), dim=opts.dim),
+        "config": textlab.make_config(SGNSConfig, opts, {"vocab_size": len(corpus.itos)}),
         "extra": {
             "normalize": {"fold_yo": bool((vi.get("prep_options") or {}).get("fold_yo", False))},
             "corpus": {"source": vi.get("source"), "vocab_dir": str(vocab_step.dir), "vocab_fingerprint": vocab_step.fingerprint,
                        "min_count": vi["options"]["min_count"], "raw_tokens": vi["raw_tokens"], "tokens": vi["tokens"],
                        "pairs_dir": str(pair_step.dir) if pair_step else None,
                        "pairs_fingerprint": pair_step.fingerprint if pair_step else None},
-            "train": options_dict(opts),
+            "train": asdict(opts),
+            "step": None,  # no optimizer steps (as the engine's checkpoints count): progress is train_state["work"]
         },
     }
 
@@ -407,3 +484,134 @@ def checkpoint_meta(corpus: Corpus, vocab_step: Step, pair_step: Step | None, op
 def save_final(path: Path, trainer: Trainer, meta: dict) -> Path:
     """The `--out FILE.pt` copy of the final checkpoint (no training state: only for using the vectors)."""
     return textlab.save_checkpoint(path, task="word2vec", **trainer.payload(meta))
+
+
+# ============================================================================ the train verb's work
+def train_sgns(run: textlab.Run, opts: TrainOptions) -> dict:
+    """Train SGNS vectors into `run` (see the task's train verb): a new run, or a resume of one."""
+    import torch
+
+    backend = _backend(opts.backend, run.device)
+    ckpt = run.load_checkpoint("last") if run.resumed else None
+    done = (ckpt or {}).get("train_state") or {}
+    if done.get("finished") and done.get("epoch", 0) >= opts.epochs:  # before reading any data: nothing is written
+        textlab.status(f"run {run.dir} has already trained {done['epoch']} epoch(s): nothing to do "
+                       "(pass --epochs N to train further)")
+        return {"summary": None, "stopped": "nothing to do", "dim": opts.dim,
+                "checkpoint": str(run.checkpoint_path("best"))}
+    vocab_step, pair_step, window, sample = corpus_for(opts, ckpt)
+    corpus = D.open_corpus(vocab_step)
+    settings = Settings(dim=opts.dim, negative=opts.negative, window=window, sample=sample, epochs=opts.epochs,
+                        lr=opts.lr, min_lr=opts.min_lr, pairs=opts.pairs, backend=backend,
+                        shared_negatives=opts.negatives == "shared", batch=opts.batch,
+                        workers=torch.get_num_threads(), save_every=float(opts.save_every),
+                        time_budget=float(opts.time_budget) if opts.time_budget else None)  # plain floats in last.pt
+    meta = checkpoint_meta(corpus, vocab_step, pair_step, settings)
+    trainer = Trainer(run, corpus, settings, pair_step)
+    if ckpt is not None:
+        trainer.load(ckpt)
+        _check_budget(run, opts)
+        trainer.state["finished"] = False
+    textlab.status(f"corpus {vocab_step.info.get('source')}: {len(corpus.itos):,} words, {corpus.tokens:,} tokens; "
+                   f"window {window}, sample {sample:g}, {opts.negative} negatives ({opts.negatives}), pairs "
+                   f"{'on the fly' if opts.pairs == 'fly' else 'from shards'}, {backend} on "
+                   f"{settings.workers if backend == 'numba' else 1} thread(s)"
+                   + (f" ({run.device})" if backend == "torch" else ""))
+    summary = trainer.fit(meta)
+    result = {"summary": summary, "vocab_size": len(corpus.itos), "dim": opts.dim,
+              "checkpoint": str(run.checkpoint_path("last"))}
+    if summary["stopped"] == "done":
+        run.set_best("train/loss", summary["loss"], trainer.state["work"])
+        result["checkpoint"] = str(run.checkpoint_path("best"))
+        if opts.out is not None:
+            result["out"] = str(save_final(Path(opts.out), trainer, meta))
+    run.update(throughput={k: summary[k] for k in ("raw_words_per_s", "words_per_s", "effective_words_per_s",
+                                                   "pairs_per_s")})
+    _report(summary, result)
+    return result
+
+
+def _backend(backend: str, device: Any) -> str:
+    if backend == "auto":
+        return "torch" if device.type != "cpu" else "numba"
+    if backend == "numba" and device.type != "cpu":
+        raise UsageError(f"the numba backend runs on the CPU, not {device}", hint="use --backend torch or --device cpu")
+    return backend
+
+
+def _check_budget(run: textlab.Run, opts: TrainOptions) -> None:
+    spent = run.elapsed()
+    if opts.time_budget and spent >= opts.time_budget:
+        budget = textlab.options.format_duration(opts.time_budget)
+        raise UsageError(f"the run has spent its --time-budget of {budget} ({spent:.1f} s of wall-clock time)",
+                         hint="resume with --time-budget 0 for no limit, or a larger budget: it counts the whole "
+                              "run's time")
+
+
+def corpus_for(opts: TrainOptions, ckpt: dict | None) -> tuple[Step, Step | None, int, float]:
+    """(vocabulary, pair shards or None, window, sample) a run trains on.
+
+    A new run: those `--data` names (else the last step run), window and sample as given, else
+    those of the last matching `pairs`, else 5 and 1e-3. A resume: the run's own, as its last.pt
+    records them (window, sample, min count; without --data its vocabulary folder too), not
+    those of a step run since.
+    """
+    trained = ((ckpt or {}).get("extra") or {}).get("train") or {}
+    recorded = ((ckpt or {}).get("extra") or {}).get("corpus") or {}
+    window = opts.window if opts.window is not None else trained.get("window")
+    sample = opts.sample if opts.sample is not None else trained.get("sample")
+    min_count = opts.min_count if opts.min_count is not None or ckpt is None else recorded.get("min_count")
+    if ckpt is not None and opts.data is None:
+        vocab_step, pair_step = _stored_corpus(ckpt, opts.pairs, opts.min_count)
+        if pair_step is not None:
+            window, sample = pair_step.options["window"], pair_step.options["sample"]
+    elif opts.pairs == "shards":
+        pair_step = D.resolve_pairs(opts.data, window=window, sample=sample, min_count=min_count)
+        vocab_step = D.parent_step("vocab", pair_step)
+        if vocab_step is None:
+            raise textlab.DataError(f"the vocabulary the pair shards in {pair_step.dir} were made from is gone",
+                                    hint="run 'textlab vocab word2vec' and 'textlab pairs word2vec' again")
+        window, sample = pair_step.options["window"], pair_step.options["sample"]
+    else:
+        pair_step = None
+        vocab_step = D.resolve_vocab(opts.data, min_count=min_count)
+        if window is None or sample is None:
+            last = D.find_step("pairs", vocab_step.fingerprint, {})
+            window = window if window is not None else (last.options["window"] if last else 5)
+            sample = sample if sample is not None else (last.options["sample"] if last else 1e-3)
+    D.check_window_sample(window, sample)
+    return vocab_step, pair_step, int(window), float(sample)
+
+
+def _stored_corpus(ckpt: dict, pairs: str, min_count: int | None) -> tuple[Step, Step | None]:
+    """A resume without --data: the vocabulary (and pair shards) the run was trained on, as its
+    last.pt records them, not the corpus of the last step run since."""
+    corpus = (ckpt.get("extra") or {}).get("corpus") or {}
+    key = corpus.get("vocab_fingerprint")
+    pair_step = None
+    if pairs == "shards":
+        pair_step = D.stored_step("pairs", corpus.get("pairs_dir"), corpus.get("pairs_fingerprint"), parent=key)
+        if pair_step is None:
+            raise textlab.DataError(f"the pair shards this run was trained on ({corpus.get('pairs_dir')}) are gone",
+                                    hint="resume with --data naming its corpus (or that folder)")
+    vocab_step = D.stored_step("vocab", corpus.get("vocab_dir"), key)
+    if vocab_step is None or not D._vocab_files_ok(vocab_step):
+        raise textlab.DataError(f"the vocabulary this run was trained on ({corpus.get('vocab_dir')}) is gone",
+                                hint=f"resume with --data naming its corpus ({corpus.get('source')})")
+    if min_count is not None and vocab_step.options.get("min_count") != min_count:
+        raise UsageError(f"--min-count {min_count}: the run was trained with min count "
+                         f"{vocab_step.options.get('min_count')}; a resume keeps its vocabulary")
+    return vocab_step, pair_step
+
+
+def _report(summary: dict, result: dict) -> None:
+    s = summary
+    kv_table("train", [
+        ("stopped", s["stopped"]),
+        ("time", f"{s['seconds']:.1f} s (+{s['compile_seconds']:.1f} s to load the kernels)"),
+        ("raw words/s", f"{s['raw_words_per_s']:,} (corpus tokens, as gensim's 'raw words')"),
+        ("effective words/s", f"{s['effective_words_per_s']:,} (after subsampling)"
+         if s["effective_words_per_s"] is not None else "-"),
+        ("pairs/s", f"{s['pairs_per_s']:,} ({s['pairs']:,} pairs)"), ("loss", f"{s['loss']:.4f}"),
+        ("checkpoint", result["checkpoint"] + (f", {result['out']}" if result.get("out") else "")),
+    ])
