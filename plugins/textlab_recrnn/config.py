@@ -56,7 +56,7 @@ DEPTHS = ("mean_recurrence", "backprop_depth")  # may differ from the --init mod
 # on 2 cores; a real data folder gets the real defaults.
 STEPS = {"sample": 150, "folder": 3000}
 EVAL_EVERY = {"sample": 50, "folder": 100}
-MAX_RECURRENCE = 1024  # eval: the most core iterations a record may run (the work grows with it)
+MAX_RECURRENCE = 1024  # the most core iterations a step or a record may run (the work grows with it)
 MAX_DRAWS = 100  # eval --state-draws: each draw repeats the whole table
 
 DATA_HELP = "A data folder (see prep: train/valid/test.json + vocab.json) or 'sample' (a tiny generated varchain)."
@@ -125,13 +125,13 @@ class TrainOptions(textlab.Options):
                    "Not with --init (the sizes are the --init model's).")
     mode: Literal["full", "single"] = option("single", help="full: next-token loss on every position; single: loss "
                                                             "on the answer token only.")
-    mean_recurrence: Optional[int] = option(None, min=1, applies=RECURRENT,
+    mean_recurrence: Optional[int] = option(None, min=1, max=MAX_RECURRENCE, applies=RECURRENT,
                                             help="Mean of the sampled depth (default: the preset's, or the --init "
                                                  "model's).")
-    backprop_depth: Optional[int] = option(None, min=1, applies=RECURRENT,
+    backprop_depth: Optional[int] = option(None, min=1, max=MAX_RECURRENCE, applies=RECURRENT,
                                            help="Iterations with gradients (default: the preset's, or the --init "
                                                 "model's).")
-    fixed_recurrence: Optional[int] = option(None, min=1, applies=RECURRENT,
+    fixed_recurrence: Optional[int] = option(None, min=1, max=MAX_RECURRENCE, applies=RECURRENT,
                                              help="Train with this depth every step (a control).")
     dim: Optional[int] = option(None, min=8, help="Width h (default: the preset's, or the --init model's).")
     heads: Optional[int] = option(None, min=1, help="Attention heads (default: the preset's, or the --init model's).")
@@ -196,6 +196,8 @@ class TrainOptions(textlab.Options):
         if self.init is not None and self.preset is not None:
             raise textlab.UsageError(f"--preset {self.preset} does not apply with --init: the sizes are the --init "
                                      "model's", hint="drop --preset")
+        if self.init is None:
+            self.preset = self.preset or "cpu"
         base = self.base_config()
         for key in (*SHAPES, *DEPTHS, *ARCHITECTURE):
             value = getattr(self, key)
@@ -284,7 +286,7 @@ class EvalOptions(textlab.Options):
             raise textlab.UsageError(f"--steps {self.steps!r} must be comma-separated positive integers")
         if steps[-1] > MAX_RECURRENCE:
             raise textlab.UsageError(f"--steps {steps[-1]} is above the largest number of recurrence steps, "
-                                     f"{MAX_RECURRENCE}", hint="the state has converged long before (see the README)")
+                                     f"{MAX_RECURRENCE}", hint="in the README's runs the state converged by 32 steps")
         self.steps = ",".join(map(str, steps))
         if self.exit == "kl" and self.min_steps > self.max_steps:
             raise textlab.UsageError(f"--min-steps {self.min_steps} is above --max-steps {self.max_steps}")
