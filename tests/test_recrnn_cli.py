@@ -183,8 +183,8 @@ def test_resume_continues_exactly(cli, folder):
     straight = next(r for r in runs_of(Path("runs")) if r.name.endswith("straight"))
     a = torch.load(first / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
-    assert a["train_state"]["recrnn"]["step"] == b["train_state"]["recrnn"]["step"] == 40
-    assert a["train_state"]["recrnn"]["level"] == b["train_state"]["recrnn"]["level"]
+    assert a["train_state"]["loop"]["step"] == b["train_state"]["loop"]["step"] == 40
+    assert a["train_state"]["callbacks"]["curriculum"] == b["train_state"]["callbacks"]["curriculum"]
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
     info = json.loads((first / "run.json").read_text())
@@ -217,7 +217,8 @@ def test_init_fine_tunes_on_longer_programs_with_more_names(cli, tmp_path, folde
                "--n-test", "2").code == 0
     assert cli("train", "recrnn", "--data", folder, "--steps", "10", *FAST, "--name", "short").code == 0
     short = runs_of(Path("runs"))[0]
-    res = cli("train", "recrnn", "--data", long, "--init", short, "--steps", "2", *FAST, "--lr", "0",
+    # the sizes are the --init model's (--preset does not apply); lr 1e-30 leaves its weights as they were
+    res = cli("train", "recrnn", "--data", long, "--init", short, "--steps", "2", *FAST[2:], "--lr", "1e-30",
               "--aux", "statements", "--aux-max-hops", "2", "--name", "long")
     assert res.code == 0, res.err
     assert "58 of 62 tokens' embeddings carried over" in res.err
@@ -226,11 +227,14 @@ def test_init_fine_tunes_on_longer_programs_with_more_names(cli, tmp_path, folde
     b = torch.load(tuned / "checkpoints" / "last.pt", weights_only=True)
     assert b["config"]["vocab_size"] == 62 and b["extra"]["aux_max_hops"] == 2
     rows = {t: i for i, t in enumerate(b["vocab"])}
-    for i, token in enumerate(a["vocab"]):  # lr 0: the weights are the init's, row for row by token
-        assert torch.equal(a["state_dict"]["emb.weight"][i], b["state_dict"]["emb.weight"][rows[token]]), token
+    def same(x, y):
+        return torch.allclose(x, y, rtol=0, atol=1e-20)
+
+    for i, token in enumerate(a["vocab"]):  # the weights are the init's, row for row by token
+        assert same(a["state_dict"]["emb.weight"][i], b["state_dict"]["emb.weight"][rows[token]]), token
     for k in a["state_dict"]:
         if k != "emb.weight":
-            assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+            assert same(a["state_dict"][k], b["state_dict"][k]), k
     moved = tmp_path / "moved"
     short.rename(moved)  # a resumed fine-tuning run needs only its own last.pt, not the run it started from
     again = cli("train", "--resume", tuned, "--steps", "4")
@@ -239,6 +243,9 @@ def test_init_fine_tunes_on_longer_programs_with_more_names(cli, tmp_path, folde
     for args, text in (
             (("train", "--resume", short, "--data", long), "vocabulary differs"),
             (("train", "recrnn", "--data", long, "--init", short, "--dim", "48", "--heads", "2"), "differs from"),
+            (("train", "recrnn", "--data", long, "--init", short, "--injection", "concat"), "differs from"),
+            (("train", "recrnn", "--data", long, "--init", short, "--preset", "cpu"), "does not apply with --init"),
+            (("train", "recrnn", "--data", long, "--init", short, "--model", "baseline"), "not a recrnn 'baseline'"),
             (("train", "recrnn", "--data", long, "--init", tmp_path / "nosuch"), "no such run"),
             (("train", "recrnn", "--data", long, "--aux-max-hops", "2"), "--aux-max-hops applies"),
             (("train", "recrnn", "--data", long, "--init", short, "--aux-max-hops", "2"), "--aux-max-hops applies")):
@@ -268,12 +275,12 @@ def test_ctrl_c_saves_and_resume_finishes(cli, folder):
     assert "Traceback" not in res.err and "--resume" in res.err
     run = runs_of(runs)[0]
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
-    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["recrnn"]["step"]
+    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"]
     assert 5 <= step < 100000
     done = cli("train", "--resume", run, "--steps", str(step + 3))
     assert done.code == 0, done.err
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["recrnn"]["step"] == step + 3
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"] == step + 3
 
 
 def test_bad_input_is_one_line(cli, tmp_path, folder):
@@ -298,7 +305,7 @@ def test_bad_input_is_one_line(cli, tmp_path, folder):
         (("prep", "recrnn", "--out", tmp_path / "x", "--statements", "5", "--chains", "4", "--train-max", "3"), 2,
          "needs at least 7 statements"),
         (("analyze", "recrnn", "--data", tmp_path / "missing"), 2, "no such file or folder"),
-        (("train", "recrnn", "--model", "baseline", "--fixed-recurrence", "3"), 2, "applies to the looped model"),
+        (("train", "recrnn", "--model", "baseline", "--fixed-recurrence", "3"), 2, "applies to --model recurrent"),
     ]
     for args, code, text in cases:
         res = cli(*args)

@@ -375,6 +375,71 @@ def _sample_folder() -> dict[str, Any]:
                              n_test=32)
 
 
+def generate(opts: Any) -> tuple[dict[str, Any], dict]:
+    """The splits and settings `textlab prep recrnn` writes (`opts`: its PrepOptions, resolved)."""
+    settings: dict[str, Any] = {"task": opts.task, "seed": opts.data_seed}
+    if opts.task in ("varchain", "pchase"):
+        s = ChainSettings(statements=opts.statements, chains=opts.chains, order=opts.order,
+                          arithmetic=opts.task == "varchain")
+        splits = make_chain_folder(s, seed=opts.data_seed, train_max=opts.train_max, n_train=opts.n_train,
+                                   n_valid=opts.n_valid, n_test=opts.n_test, test_max=opts.test_max)
+        settings.update(statements=opts.statements, chains=opts.chains, order=opts.order, train_max=opts.train_max,
+                        test_max=opts.test_max if opts.test_max is not None else s.max_difficulty(),
+                        n_train=opts.n_train, n_valid=opts.n_valid, n_test=opts.n_test, chance=1 / 10,
+                        literal_guess=1 / opts.chains)
+    elif opts.task == "composition":
+        entities = opts.entities or 2000
+        splits = make_composition_folder(seed=opts.data_seed, entities=entities, relations=opts.relations,
+                                         out_degree=opts.out_degree, phi=opts.phi, test_size=opts.test_size)
+        settings.update(entities=entities, relations=opts.relations, out_degree=opts.out_degree, phi=opts.phi)
+    else:
+        entities = opts.entities or 1000
+        splits = make_comparison_folder(seed=opts.data_seed, entities=entities, attributes=opts.attributes,
+                                        phi=opts.phi, test_size=opts.test_size)
+        settings.update(entities=entities, attributes=opts.attributes, phi=opts.phi)
+    empty = [k for k in SPLITS if not splits[k]]
+    if empty:
+        raise textlab.UsageError(f"these settings make an empty {empty[0]} split (no test_inferred_ood facts)",
+                                 hint="use more --entities")
+    return splits, settings
+
+
+def prepare(opts: Any) -> dict:
+    """`textlab prep recrnn`: generate a data folder at `opts.out` (refusing to overwrite data
+    unless `opts.force`). Returns what it wrote."""
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise textlab.UsageError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any((out / f"{s}.json").exists() for s in (*SPLITS, "vocab")) and not opts.force:
+        raise textlab.UsageError(f"{out} already holds data", hint="pass --force to overwrite, or another --out")
+    with textlab.Timer() as timer:
+        splits, settings = generate(opts)
+        counts = write_folder(out, splits, settings)
+    textlab.status(f"wrote {out} in {timer.seconds:.1f}s")
+    return {"out": str(out), "records": counts, "vocab": len(splits["vocab"]), "settings": settings}
+
+
+def describe(data: str) -> dict:
+    """`textlab analyze recrnn`: records, lengths, answers, types and difficulties of each split."""
+    ds = load_dataset(data)
+    report: dict[str, Any] = {"data": data, "vocab": len(ds.vocab), "splits": {}}
+    for name, sp in ds.splits.items():
+        lengths = sp.length.float()
+        answers = Counter(ds.vocab[i] for i in sp.answer.tolist())
+        top, top_n = answers.most_common(1)[0]
+        diffs = Counter(sp.difficulty) if sp.has_difficulty else {}
+        report["splits"][name] = {
+            "records": len(sp), "length": {"min": int(lengths.min()), "mean": float(lengths.mean()),
+                                           "max": int(lengths.max())},
+            "answers": dict(answers.most_common()), "majority": {"token": top, "share": top_n / len(sp)},
+            "types": dict(Counter(sp.types).most_common()),
+            "difficulty": {str(k): v for k, v in sorted(diffs.items())}, "ood": sum(ds.is_ood(sp)),
+        }
+    report["chance"] = 1 / ds.answer_classes()
+    report["train_max_difficulty"] = ds.train_max_difficulty()
+    return report
+
+
 def write_folder(out: Path, splits: dict[str, Any], info: dict) -> dict[str, int]:
     """Write train/valid/test.json + vocab.json (+ a README.json describing how it was made)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -538,7 +603,7 @@ def load_dataset(data: str, splits: Iterable[str] = SPLITS) -> Dataset:
         if not folder.is_dir():
             raise textlab.DataError(f"{folder} is not a folder; recrnn reads a folder with train.json, valid.json, "
                                     "test.json and vocab.json", hint="make one with: textlab prep recrnn --out DIR")
-        key = textlab.fingerprint(folder, splits, "v1")
+        key = source.fingerprint(splits, "v1")
         cached = textlab.cache_dir("recrnn", "encoded") / f"{key}.pt"
         if cached.exists():
             try:

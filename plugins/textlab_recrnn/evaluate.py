@@ -30,12 +30,18 @@ def state_generator(seed: int, draw: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(10_007 * int(seed) + 97 * int(draw) + 1)
 
 
+def group_key(g: str) -> tuple:
+    """Columns in order: d0, d1, ..., d10, then types by name."""
+    return (0, int(g[1:]), "") if g[:1] == "d" and g[1:].isdigit() else (1, 0, g)
+
+
 @torch.no_grad()
 def steps_table(model: torch.nn.Module, split: Split, steps: Sequence[int], *, batch_size: int = 256,
-                state_seed: int = 0, draws: int = 1, device: Any = "cpu") -> dict:
+                state_seed: int = 0, draws: int = 1, device: Any = "cpu", bar: Any = None) -> dict:
     """Per draw and requested step: the predicted answer of every record (one trajectory per batch).
 
     Returns {"steps": [...], "correct": tensor [draws, len(steps), N] (bool), "loss": [draws, len(steps)]}.
+    `bar` (a `textlab.progress` bar) advances by the records of each batch, draw after draw.
     """
     steps = sorted(set(int(s) for s in steps))
     n = len(split)
@@ -50,6 +56,8 @@ def steps_table(model: torch.nn.Module, split: Split, steps: Sequence[int], *, b
                 j = col[step]
                 correct[draw, j, idx] = (logits.argmax(-1) == ans).cpu()
                 loss[draw, j] += F.cross_entropy(logits.float(), ans, reduction="sum").item()
+            if bar is not None:
+                bar.advance(len(idx))
     return {"steps": steps, "correct": correct, "loss": loss / n}
 
 
@@ -81,7 +89,7 @@ def summarize(hit: torch.Tensor, groups: list[str], ood: list[bool]) -> dict:
 
 @torch.no_grad()
 def kl_exit(model: torch.nn.Module, split: Split, *, max_steps: int, threshold: float, min_steps: int = 1,
-            batch_size: int = 256, state_seed: int = 0, device: Any = "cpu") -> dict:
+            batch_size: int = 256, state_seed: int = 0, device: Any = "cpu", bar: Any = None) -> dict:
     """Adaptive depth: each record exits at the first step i >= min_steps where
     KL(p_{i-1} || p_i) of its answer distribution is below `threshold` (p_0 = uniform), else at
     max_steps. Records do not interact (causal attention within a sequence), so running a batch to
@@ -113,6 +121,8 @@ def kl_exit(model: torch.nn.Module, split: Split, *, max_steps: int, threshold: 
             done |= now
             if step == max_steps:
                 correct_max[idx] = hit.cpu()
+        if bar is not None:
+            bar.advance(len(idx))
     return {"exit_step": exit_step, "correct": correct, "correct_max": correct_max}
 
 

@@ -21,9 +21,10 @@ from typing import Any, Iterable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
-from .config import PRESETS, RecrnnConfig  # noqa: F401  (re-exported)
+from .config import RecrnnConfig
 
 
 # ============================================================================ depth sampling
@@ -82,13 +83,13 @@ class Block(nn.Module):
         self.mlp_proj = nn.Linear(inner, dim, bias=False)
 
     def attn(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        b, t, h = x.shape
+        h = x.shape[-1]
         qkv = self.wqkv(x)
-        qk = (qkv[..., : 2 * h] + self.qk_bias).view(b, t, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        v = qkv[..., 2 * h:].view(b, t, self.heads, -1).transpose(1, 2)
+        qk = rearrange(qkv[..., : 2 * h] + self.qk_bias, "b t (two h d) -> two b h t d", two=2, h=self.heads)
+        v = rearrange(qkv[..., 2 * h:], "b t (h d) -> b h t d", h=self.heads)
         q, k = apply_rope(qk, *rope)  # q and k rotated together: [2, b, heads, t, head_dim]
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(y.transpose(1, 2).reshape(b, t, h))
+        return self.proj(rearrange(y, "b h t d -> b t (h d)"))
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
         gate, value = self.fc(x).chunk(2, dim=-1)

@@ -1,51 +1,29 @@
-"""Training: one optimizer step per batch, depth drawn per step, a mastery curriculum, exact resume.
+"""Training on the core engine: the depth drawn per step, a mastery curriculum, exact resume.
 
-The loop is recrnn's own (the shared `textlab.fit` has no place for a curriculum whose level moves
-with validation accuracy). It keeps fit's contract: progress bar, train/valid metrics in
-metrics.jsonl, best.pt / last.pt, a wall-clock budget, Ctrl-C saves last.pt, and `--resume`
-continues bit for bit. That holds because everything random in a step is a function of
-(run seed, step): the batch, the number of iterations r and the initial state s_0; the curriculum
-level is saved in last.pt.
+`textlab.Engine` runs the loop step by step (`batches=None`): the step builds its own batch from
+(run seed, step, curriculum level) and draws the number of iterations r and the initial state s_0
+from a generator seeded with (run seed, step), so everything random in a step is a function of
+the step number. The curriculum is a callback (`Curriculum`) whose level and promotions are saved
+in last.pt; it promotes only at scheduled evaluations (every `--eval-every` steps), so a resumed
+run promotes at the same steps as a straight one and `--resume` continues bit for bit.
 """
 
 from __future__ import annotations
 
-import math
-import time
 import weakref
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 import textlab
 
-from .data import Dataset, Split
-from .evaluate import accuracy_at
+from .config import TASK, RecrnnConfig, TrainOptions
+from .data import Dataset, Split, aux_targets, load_dataset
+from .evaluate import accuracy_at, group_key
 from .model import depth_generator, losses, sample_depth
 
 
-@dataclass
-class TrainSettings:
-    mode: str = "single"
-    lr: float = 1e-3
-    batch_size: int = 64
-    steps: int = 2000
-    time_budget: float | None = None
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    eval_every: int = 100
-    log_every: int = 20
-    valid_max: int = 1000
-    curriculum: bool = True
-    promote_at: float = 0.8
-    start_difficulty: int = 0
-    fixed_recurrence: int | None = None
-    aux: str = "none"  # "statements": per-statement value targets (single mode, chain data)
-    aux_weight: float = 1.0
-
-
+# ============================================================================ batches
 def batch_indices(split: Split, size: int, seed: int, step: int, level: int | None) -> torch.Tensor:
     """The training rows of optimizer step `step`: a function of (seed, step, level) only.
 
@@ -87,25 +65,12 @@ def take(split: Split, idx: torch.Tensor, device: Any) -> tuple[torch.Tensor, to
     return seq.to(device), length.to(device)
 
 
-def lr_at(step: int, settings: TrainSettings) -> float:
-    if settings.warmup and step < settings.warmup:
-        return settings.lr * (step + 1) / settings.warmup
-    return settings.lr
-
-
-def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.95))
-
-
 def valid_subset(ds: Dataset, limit: int) -> tuple[Split, list[bool]]:
     """At most `limit` valid records, the same number from each group (difficulty or type)."""
     split = ds.splits["valid"]
     ood = ds.is_ood(split)
     groups = split.groups()
-    names = sorted(set(groups), key=_group_key)
+    names = sorted(set(groups), key=group_key)
     per = max(1, limit // max(1, len(names)))
     keep, count = [], {g: 0 for g in names}
     for i, g in enumerate(groups):
@@ -118,156 +83,157 @@ def valid_subset(ds: Dataset, limit: int) -> tuple[Split, list[bool]]:
     return sub, [ood[i] for i in keep]
 
 
-def _group_key(g: str) -> tuple:
-    return (0, int(g[1:]), "") if g[:1] == "d" and g[1:].isdigit() else (1, 0, g)
+# ============================================================================ the curriculum
+class Curriculum(textlab.Callback):
+    """The difficulty level batches are drawn up to, moved up at scheduled evaluations once valid
+    accuracy at the current level reaches `promote_at`. Also: the valid metrics `level` and
+    `train_time`, the train metric `seconds_per_step`, and best.pt starting over when a resumed run
+    trains on other data (a best value measured on another valid split says nothing about this one)."""
 
+    name = "curriculum"
 
-def train_loop(run: Any, ds: Dataset, model: torch.nn.Module, settings: TrainSettings, meta: dict,
-               aux: torch.Tensor | None = None) -> dict:
-    """Train `model` on `ds` into `run`; returns a summary. See the module docstring.
+    def __init__(self, level: int | None, top: int | None, promote_at: float, data: str):
+        self.level, self.top, self.promote_at, self.data = level, top, promote_at, data
+        self.promotions: list[list[int]] = []
+        self._mark = 0.0
 
-    `aux` (with `settings.aux == "statements"`): per-statement targets of the train split
-    (`data.aux_targets`)."""
-    device = run.device
-    model.to(device)
-    net = model
-    if textlab.distributed.active():
-        from torch.nn.parallel import DistributedDataParallel
+    def state_dict(self) -> dict:
+        return {"level": self.level, "promotions": [list(p) for p in self.promotions]}
 
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = make_optimizer(model, settings)
-    train = ds.splits["train"]
-    if settings.aux == "statements" and aux is None:
-        from .data import aux_targets
+    def load_state_dict(self, state: dict) -> None:
+        self.level = state.get("level")
+        self.promotions = [list(p) for p in state.get("promotions") or []]
 
-        aux = aux_targets(train, ds.vocab)
-    valid, valid_ood = valid_subset(ds, settings.valid_max)
-    cfg = model.config
-    use_curriculum = settings.curriculum and train.has_difficulty
-    top = ds.train_max_difficulty()
-    st = {"step": 0, "level": settings.start_difficulty if use_curriculum else None, "train_time": 0.0,
-          "best": None, "best_step": None, "promotions": []}
-    if run.resumed:
-        ckpt = run.load_checkpoint("last")
-        ts = ckpt.get("train_state") or {}
-        if "recrnn" not in ts:
-            raise textlab.CheckpointError(f"{run.checkpoint_path('last')} holds no recrnn training state")
-        run.load_state(model, ckpt["state_dict"])
-        run.load_state(optimizer, ts["optimizer"])
-        st.update(ts["recrnn"])
-        textlab.status(f"resuming {run.dir} at step {st['step']}" +
-                       (f" (curriculum level {st['level']})" if st["level"] is not None else ""))
-        before = (ckpt.get("extra") or {}).get("data")
-        if before is not None and not textlab.same_data(before, meta["extra"].get("data")):
-            # a best value measured on another valid split says nothing about this one (fine-tuning
-            # on longer programs would otherwise never replace best.pt)
-            st["best"], st["best_step"] = None, None
+    def on_start(self, engine: textlab.Engine) -> None:
+        self._mark = engine.state.train_time
+        engine.meta["extra"]["level"] = self.level
+        before = ((engine.checkpoint or {}).get("extra") or {}).get("data")
+        if before is not None and not textlab.same_data(before, self.data):
+            engine.state.best, engine.state.best_step, engine.state.bad_evals = None, None, 0
             textlab.status(f"the data changed (was {before}): best.pt starts over on this data's valid split")
-    eval_r = settings.fixed_recurrence or cfg.mean_recurrence
-    monitor = "accuracy_id"
+        if engine.checkpoint is not None and self.level is not None:
+            textlab.status(f"curriculum level {self.level}")
 
-    def save(which: str) -> None:
-        train_state = {"optimizer": optimizer.state_dict(), "recrnn": dict(st)} if which == "last" else None
-        run.save_checkpoint(which, model=meta["model"], config=cfg, vocab=ds.vocab, state_dict=model.state_dict(),
-                            extra={**meta["extra"], "step": st["step"], "level": st["level"]}, train_state=train_state)
+    def after_step(self, engine: textlab.Engine, out: dict) -> None:
+        # the time the engine counted for this step, averaged with the step's other train metrics
+        spent, self._mark = engine.state.train_time - self._mark, engine.state.train_time
+        engine.acc.sums["seconds_per_step"] = engine.acc.sums.get("seconds_per_step", 0.0) + spent
 
-    sums: dict[str, float] = {}
-    count = 0
+    def on_eval(self, engine: textlab.Engine, metrics: dict, scheduled: bool) -> None:
+        metrics["train_time"] = engine.state.train_time
+        if self.level is None:
+            return
+        metrics["level"] = self.level
+        step = engine.state.step
+        # the final evaluation of a run that stops between evaluations is not on the schedule: a
+        # resumed run must promote at the same steps as a straight one
+        if step % engine.eval_every == 0:
+            while self.level < self.top and metrics.get(f"accuracy_d{self.level}", 0.0) >= self.promote_at:
+                self.level += 1
+                self.promotions.append([step, self.level])
+                textlab.status(f"step {step}: curriculum level {self.level}")
+        engine.meta["extra"]["level"] = self.level
 
-    def flush() -> None:
-        nonlocal sums, count
-        if count:
-            run.log("train", {k: v / count for k, v in sums.items()}, step=st["step"])
-        sums, count = {}, 0
+    def on_end(self, engine: textlab.Engine, result: textlab.FitResult) -> None:
+        engine.run.update(curriculum=self.promotions if self.level is not None else None)
 
-    def do_eval(scheduled: bool) -> None:
-        flush()
-        model.eval()
-        res = accuracy_at(model, valid, valid_ood, eval_r, pad_id=ds.pad_id, batch_size=max(settings.batch_size, 128))
-        model.train()
-        metrics = {"answer_accuracy": res["all"], "answer_loss": res["loss"], "accuracy_id": res["id"],
-                   "accuracy_ood": res["ood"], "train_time": st["train_time"]}
-        metrics.update({f"accuracy_{g}": v for g, v in res["groups"].items()})
-        if st["level"] is not None:
-            metrics["level"] = st["level"]
-        run.log("valid", metrics, step=st["step"])
-        if scheduled and st["level"] is not None:  # only on the schedule, so a resumed run promotes identically
-            while st["level"] < top and res["groups"].get(f"d{st['level']}", 0.0) >= settings.promote_at:
-                st["level"] += 1
-                st["promotions"].append([st["step"], st["level"]])
-                textlab.status(f"step {st['step']}: curriculum level {st['level']}")
-        value = metrics[monitor] if not math.isnan(metrics[monitor]) else metrics["answer_accuracy"]
-        if st["best"] is None or value > st["best"]:
-            st["best"], st["best_step"] = value, st["step"]
-            save("best")
-            run.set_best(f"valid/{monitor}", value, st["step"])
-        save("last")
-        bar.set(**{f"valid@{eval_r}": round(res["all"], 3), "id": round(res["id"], 3)} |
-                ({"level": st["level"]} if st["level"] is not None else {}))
 
-    stopped = "max_steps"
-    model.train()
-    t_mark = time.perf_counter()
-    with textlab.progress(settings.steps, f"train recrnn ({settings.mode})", unit="step") as bar:
-        bar.update(completed=st["step"])
-        if st["step"] >= settings.steps:
-            stopped = "max_steps"
-        while st["step"] < settings.steps:
-            step = st["step"]
-            gen = depth_generator(run.seed, step)
-            if settings.fixed_recurrence:
-                r = settings.fixed_recurrence
-                depth = (max(r - cfg.backprop_depth, 0), min(cfg.backprop_depth, r))
-            elif getattr(model, "looped", False):
-                depth = sample_depth(cfg.mean_recurrence, cfg.backprop_depth, gen)
-            else:
-                depth = (0, 1)
-            idx = batch_indices(train, settings.batch_size, run.seed, step, st["level"])
-            seq, length = take(train, idx, device)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, settings)
-            out = losses(net, seq, length, settings.mode, ds.pad_id, depth, generator=gen,
-                         aux=None if aux is None else aux[idx].to(device), aux_weight=settings.aux_weight)
-            loss = out["loss"]
-            if not torch.isfinite(loss.detach()):
-                save("last")
-                raise textlab.TextlabError(f"loss became {loss.item()} at step {step + 1}; try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            st["step"] += 1
-            now = time.perf_counter()
-            st["train_time"] += now - t_mark
-            step_seconds = now - t_mark
-            t_mark = now
-            for k, v in (("loss", loss.item()), ("answer_loss", out["answer_loss"].item()),
-                         ("answer_accuracy", out["answer_accuracy"].item()), ("recurrence", sum(depth)),
-                         ("lr", optimizer.param_groups[0]["lr"]), ("seconds_per_step", step_seconds),
-                         *((k, out[k].item()) for k in ("aux_loss", "aux_accuracy") if k in out)):
-                sums[k] = sums.get(k, 0.0) + float(v)
-            count += 1
-            bar.advance(1, loss=round(loss.item(), 4), r=sum(depth))
-            if st["step"] % settings.log_every == 0:  # on the global step: a resumed run logs at the same steps
-                flush()
-            reason = None
-            if settings.time_budget and textlab.distributed.any_true(st["train_time"] >= settings.time_budget):
-                reason = "time_budget"
-            elif run.should_stop():
-                reason = "interrupted"
-            scheduled = st["step"] % settings.eval_every == 0
-            if scheduled or (reason == "time_budget") or st["step"] >= settings.steps:
-                do_eval(scheduled)
-                t_mark = time.perf_counter()  # evaluation time is not training time
-            if reason:
-                stopped = reason
-                break
-    if stopped == "interrupted":
-        flush()
-        save("last")
-    run.update(steps=st["step"], stopped=stopped, train_time=round(st["train_time"], 3),
-               curriculum=st["promotions"] if st["level"] is not None else None)
-    textlab.distributed.write_digest(model)  # TEXTLAB_RANK_DIGEST: lets tests check the ranks agree
-    return {"steps": st["step"], "stopped": stopped, "best": st["best"], "best_step": st["best_step"],
-            "level": st["level"], "train_time": round(st["train_time"], 3), "settings": asdict(settings)}
+def upgrade_state(state: dict) -> dict:
+    """last.pt of textlab 0.1.0 ({"optimizer", "recrnn": {step, level, best, ...}}) -> the engine's."""
+    old = state.get("recrnn")
+    if old is None:
+        return state
+    loop = {"step": old["step"], "best": old.get("best"), "best_step": old.get("best_step"),
+            "train_time": old.get("train_time", 0.0)}
+    return {"optimizer": state["optimizer"], "loop": loop,
+            "callbacks": {Curriculum.name: {"level": old.get("level"), "promotions": old.get("promotions") or []}}}
+
+
+# ============================================================================ the model
+def model_config(run: textlab.Run, opts: TrainOptions, ds: Dataset) -> RecrnnConfig:
+    """The model's config: a resumed run's own (last.pt), else the --init model's or the preset's,
+    under the resolved size options."""
+    last = run.load_checkpoint("last") if run.resumed and run.checkpoint_path("last").exists() else None
+    if last is not None and last.get("vocab") is not None and list(last["vocab"]) != list(ds.vocab):
+        raise textlab.UsageError(f"the data's vocabulary differs from the one {run.dir} trained with: a resume "
+                                 "continues on the same tokens",
+                                 hint=f"to fine-tune on it, start a new run with --init {run.dir}")
+    if last is not None and last.get("config"):
+        base = dict(last["config"])
+    else:
+        base = opts.base_config()
+    return textlab.make_config(RecrnnConfig, {**base, **opts.model_settings()},
+                               {"vocab_size": len(ds.vocab), "pad_id": ds.pad_id})
+
+
+def build(run: textlab.Run, opts: TrainOptions, ds: Dataset) -> tuple[torch.nn.Module, RecrnnConfig]:
+    """The model to train: fresh, or (a new --init run) with the --init model's weights."""
+    config = model_config(run, opts, ds)
+    if opts.start_difficulty and opts.curriculum and ds.train_max_difficulty() is not None \
+            and opts.start_difficulty > ds.train_max_difficulty():
+        raise textlab.UsageError(f"--start-difficulty {opts.start_difficulty} is above the largest training "
+                                 f"difficulty ({ds.train_max_difficulty()})")
+    net = textlab.registry().model(TASK, opts.model).build(config, ds.vocab)
+    if opts.init is not None and not run.resumed:
+        from .model import load_matched
+
+        start = textlab.open_artifact(opts.init)
+        kept = load_matched(net, start, ds.vocab)
+        textlab.status(f"starting from {start.path}: {kept} of {len(ds.vocab)} tokens' embeddings carried over")
+    depth = (f"r = {opts.fixed_recurrence} (fixed)" if opts.fixed_recurrence else
+             f"mean r = {config.mean_recurrence}, backprop {config.backprop_depth}")
+    textlab.status(f"{opts.model}: {net.num_parameters():,} parameters, h={config.dim}, layers ({config.prelude},"
+                   f"{config.core},{config.coda}), {depth}, mode {opts.mode}, {len(ds.splits['train']):,} training "
+                   "records")
+    return net, config
+
+
+# ============================================================================ training
+def train_model(run: textlab.Run, opts: TrainOptions) -> dict:
+    """Train `opts.model` on `opts.data` into `run` (see the module docstring); returns a summary."""
+    ds = load_dataset(opts.data)
+    train = ds.splits["train"]
+    aux = aux_targets(train, ds.vocab, opts.aux_max_hops) if opts.aux == "statements" and opts.mode == "single" \
+        else None
+    net, config = build(run, opts, ds)
+    valid, valid_ood = valid_subset(ds, opts.valid_max)
+    data_ref = textlab.resolve(TASK, opts.data).reference()
+    use_curriculum = opts.curriculum and train.has_difficulty
+    curriculum = Curriculum(opts.start_difficulty if use_curriculum else None, ds.train_max_difficulty(),
+                            opts.promote_at, data_ref)
+    device, eval_r = run.device, opts.fixed_recurrence or config.mean_recurrence
+
+    def step(model: torch.nn.Module, i: int) -> dict:
+        gen = depth_generator(run.seed, i)
+        if opts.fixed_recurrence:
+            r = opts.fixed_recurrence
+            depth = (max(r - config.backprop_depth, 0), min(config.backprop_depth, r))
+        elif getattr(net, "looped", False):
+            depth = sample_depth(config.mean_recurrence, config.backprop_depth, gen)
+        else:
+            depth = (0, 1)
+        idx = batch_indices(train, opts.batch_size, run.seed, i, curriculum.level)
+        seq, length = take(train, idx, device)
+        out = losses(model, seq, length, opts.mode, ds.pad_id, depth, generator=gen,
+                     aux=None if aux is None else aux[idx].to(device), aux_weight=opts.aux_weight)
+        return {**out, "recurrence": sum(depth), "units": len(idx)}
+
+    def evaluate(model: torch.nn.Module) -> dict:
+        res = accuracy_at(model, valid, valid_ood, eval_r, pad_id=ds.pad_id, batch_size=max(opts.batch_size, 128))
+        return {"answer_accuracy": res["all"], "answer_loss": res["loss"], "accuracy_id": res["id"],
+                "accuracy_ood": res["ood"], **{f"accuracy_{g}": v for g, v in res["groups"].items()}}
+
+    extra = {"data": data_ref, "mode": opts.mode, "fixed_recurrence": opts.fixed_recurrence,
+             "train_max_difficulty": ds.train_max_difficulty(), "answer_classes": ds.answer_classes(),
+             "parameters": net.num_parameters(), "looped": bool(getattr(net, "looped", False)),
+             "aux": opts.aux if opts.mode == "single" else "none", "aux_max_hops": opts.aux_max_hops,
+             "init": opts.init}
+    result = textlab.Engine(
+        run, net, textlab.adamw(net, opts.lr, opts.weight_decay), step=step, evaluate=evaluate,
+        meta={"model": opts.model, "config": config, "vocab": ds.vocab, "extra": extra}, steps=opts.steps,
+        time_budget=opts.time_budget, eval_every=opts.eval_every, log_every=20, patience=opts.patience,
+        monitor=("valid/accuracy_id", "valid/answer_accuracy"), grad_clip=opts.grad_clip or None,
+        schedule=textlab.Schedule("constant", warmup=opts.warmup), unit="seq", callbacks=[curriculum],
+        description=f"train recrnn ({opts.mode})", upgrade=upgrade_state).fit()
+    return {"steps": result.step, "stopped": result.stopped, "best": result.best, "best_step": result.best_step,
+            "level": curriculum.level, "train_time": round(result.train_time, 3), "parameters": net.num_parameters()}
