@@ -565,7 +565,7 @@ TRAIN_SMALL = ["--data", "sample", "--min-count", "3", "--dim", "8", "--threads"
 @pytest.mark.parametrize("args,needle", [
     (["--lr", "0", "--min-lr", "0"], "--lr: 0 is not in the range x>0"),  # 0.1.0 trained nothing
     (["--lr", "-0.1"], "--lr"),
-    (["--lr", "inf"], "--lr: inf"),  # 0.1.0 trained to nan
+    (["--lr", "inf"], "--lr: 'inf' is not a finite number"),  # 0.1.0 trained to nan
     (["--min-lr", "0.1"], "--min-lr 0.1 is above --lr 0.025"),
     (["--sample", "-0.1"], "--sample"),
     (["--sample", "1"], "--sample: 1 is not in the range 0<=x<1"),
