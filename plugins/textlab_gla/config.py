@@ -106,8 +106,6 @@ class TrainOptions(textlab.Options):
         """Check the model's sizes now (one line, before any data is read): `model_config` builds
         the config; the model itself is built on the meta device, so a size that does not divide is
         refused before anything trains."""
-        if self.time_budget == 0:
-            self.time_budget = None
         if self.model == "gla" and self.chunk_size % self.sub_chunk:
             raise textlab.UsageError(f"--chunk-size {self.chunk_size} must be a multiple of --sub-chunk {self.sub_chunk}")
         if self.epochs is None and not (self.steps or self.time_budget):

@@ -188,8 +188,6 @@ class TrainOptions(textlab.Options):
         return record
 
     def resolve(self) -> None:
-        if self.time_budget == 0:
-            self.time_budget = None
         kind = self._data_kind()
         self.steps = self.steps or STEPS[kind]
         self.eval_every = self.eval_every or EVAL_EVERY[kind]

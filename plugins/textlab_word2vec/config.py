@@ -8,7 +8,6 @@ step) are `None` until the step that reads the data fills them from the matching
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -105,11 +104,7 @@ class TrainOptions(textlab.Options):
         return record
 
     def resolve(self) -> None:
-        """Combinations the bounds of one option cannot say; a time budget of 0 is no limit."""
-        if self.time_budget == 0:
-            self.time_budget = None
-        if not math.isfinite(self.lr):
-            raise textlab.UsageError(f"--lr: {self.lr} is not a learning rate it can use")
+        """Combinations the bounds of one option cannot say."""
         if self.min_lr > self.lr:
             raise textlab.UsageError(f"--min-lr {self.min_lr:g} is above --lr {self.lr:g}",
                                      hint="the learning rate decays from --lr down to --min-lr")
