@@ -245,6 +245,10 @@ class Engine:
         self.bar: Any = None
         self.stopped = "done"
         self._planned: int | None = None
+        # --precision and --compile, as the run recorded them (a resume keeps them)
+        self.precision = str(run.config.get("precision") or "fp32")
+        self.compile = bool(run.config.get("compile"))
+        self.scaler: Any = None
         self._window = [0.0, 0.0]  # start of the rate window, units trained in it
         self._plain = progress_enabled() and not is_terminal()  # logs: one line per evaluation
         self._mark = (time.perf_counter(), 0, 0.0)  # time, step and units at the last evaluation line
@@ -293,6 +297,10 @@ class Engine:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if self.compile:
+            self.net = torch.compile(self.net)  # the weights stay the model's own: checkpoints are unchanged
+        if self.precision == "fp16":
+            self.scaler = torch.amp.GradScaler(device.type)
         n0 = _length(self.batches(0)) if self.batches is not None else None
         per_epochs = n0 * self.epochs if n0 and self.epochs else None
         self._planned = min(x for x in (self.steps, per_epochs) if x) if (self.steps or per_epochs) else None
@@ -331,6 +339,8 @@ class Engine:
                                             self.scheduler.lr_lambdas):
                     group["lr"] = base * lam(self.state.step)
         self.acc = _Mean(ts.get("acc"))
+        if self.scaler is not None and ts.get("scaler"):
+            self.scaler.load_state_dict(ts["scaler"])
         if ts.get("rng") is not None:
             set_rng_state(ts["rng"])
         saved_cbs = ts.get("callbacks") or {}
@@ -391,19 +401,14 @@ class Engine:
         for cb in self.callbacks:
             cb.before_step(self, batch)
         t0 = time.perf_counter()
-        out = self.step_fn(self.net, batch)
+        with self._autocast():
+            out = self.step_fn(self.net, batch)
         loss = out["loss"]
         if not torch.isfinite(loss.detach()).all():
             self._save("last")
             raise TextlabError(f"loss became {loss.item()} at step {st.step + 1}; the run stopped "
                                f"(last.pt keeps step {st.step}); try a lower --lr")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        self._update(loss)
         st.train_time += time.perf_counter() - t0
         w = float(out.get("n", 1))
         self.acc.add({k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()
@@ -416,6 +421,37 @@ class Engine:
             cb.after_step(self, out)
         if self.log_every and st.step % self.log_every == 0:
             self._log_train()
+
+    def _update(self, loss: Any) -> None:
+        """Backward pass and optimizer step (through the gradient scaler under fp16), then the schedule."""
+        import torch
+
+        opt = self.optimizer
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(opt)  # skipped when fp16 gradients overflowed; the scale then shrinks
+            self.scaler.update()
+        else:
+            opt.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.run.device.type, dtype=dtype)
 
     def _advance_bar(self, loss: float) -> None:
         info: dict[str, Any] = {"loss": loss}
@@ -544,6 +580,7 @@ class Engine:
                 "acc": self.acc.state(),
                 "rng": rng_state(),
                 "callbacks": {_cb_name(cb): s for cb in self.callbacks if (s := cb.state_dict()) is not None},
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             }
         extra = {**(self.meta.get("extra") or {}), "step": st.step, "epoch": st.epoch}
         if self.fit_fn is not None:
@@ -568,6 +605,11 @@ class Engine:
     # ------------------------------------------------------------------ a model fitted in one go
     def _fit_once(self) -> FitResult:
         run = self.run
+        if self.precision != "fp32" or self.compile:
+            from .errors import UsageError
+
+            raise UsageError(f"--precision and --compile apply to models trained by gradient steps; "
+                             f"{self.meta['model']} is fitted in one go")
         if run.resumed:
             last = run.load_checkpoint("last")
             if (last.get("extra") or {}).get("fitted") is not False and run.checkpoint_path("best").exists():

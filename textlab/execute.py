@@ -165,6 +165,10 @@ def resume_invocation(inv: Invocation) -> tuple[Invocation, Path]:
     if "seed" in inv.given and inv.core.seed != stored.core.seed:
         raise UsageError(f"a resume keeps the run's seed ({stored.core.seed}): its data order and random state "
                          "come from it", hint="drop --seed, or start a new run with it")
+    for key in ("precision", "compile"):
+        if key in inv.given and getattr(inv.core, key) != getattr(stored.core, key):
+            raise UsageError(f"a resume keeps the run's --{key} ({getattr(stored.core, key)})",
+                             hint=f"drop --{key}, or start a new run with it")
     if inv.grid:
         raise UsageError("--sweep starts new runs; it cannot be combined with --resume")
     task_given = {k for k in inv.given if hasattr(inv.options, k)}

@@ -65,6 +65,11 @@ class RunCore(TaskCore):
                                     record=False)
     nproc: int = option(1, min=1, help="Train on N processes: relaunches this command under torchrun (DDP; gloo "
                                        "on CPU, nccl on GPU).", panel=CORE_PANEL, record=False)
+    precision: Literal["fp32", "bf16", "fp16"] = option(
+        "fp32", help="Train in this floating-point precision (autocast; fp16 with a gradient scaler). A resume keeps "
+                     "the run's.", panel=CORE_PANEL)
+    compile: bool = option(False, help="Compile the model with torch.compile (a resume keeps the run's choice).",
+                           panel=CORE_PANEL)
     config: Optional[Path] = option(None, help="Read options from this TOML or YAML file (options on the command "
                                                "line win); a [sweep] table gives a grid.", panel=CORE_PANEL, record=False)
     print_config: bool = option(False, help="Print the resolved options (defaults included) as TOML and exit.",
@@ -252,6 +257,9 @@ class Invocation:
     def resolved(self) -> "Invocation":
         """Options with the task's own defaults filled and combinations checked (`Options.resolve`)."""
         O.check_applies(self.verb.options, self.options, self.given)
+        if self.kind == "run" and self.verb.task.own_loop and (self.core.precision != "fp32" or self.core.compile):
+            raise UsageError(f"--precision and --compile apply to tasks that train with the core engine; "
+                             f"{self.task} trains with a loop of its own")
         opts = dataclasses.replace(self.options)
         if hasattr(opts, "resolve"):
             opts.resolve()

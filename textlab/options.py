@@ -323,6 +323,8 @@ def _one(spec: OptionSpec, value: Any, where: str) -> Any:
             raise UsageError(f"{where}: a flag takes true or false (1/0, yes/no, on/off), not {value!r}")
         if kind is Duration:
             out: Any = Duration.parse(value)
+            if out == 0 and spec.optional:
+                return None  # a budget of 0: no limit
         elif kind is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError

@@ -53,7 +53,8 @@ class TaskSpec:
     (`<timestamp>-<label>`); the default is the `model` option, or the task name.
     `monitor` is the metric that marks a run's best checkpoint (for `textlab runs`).
     `quickstart`: the commands that make a run of the task from nothing, shown when a verb is
-    given a run or checkpoint that does not exist.
+    given a run or checkpoint that does not exist. `own_loop`: the task trains with a loop of its
+    own rather than the core engine (`--precision` and `--compile` are then refused).
     """
 
     name: str
@@ -62,6 +63,7 @@ class TaskSpec:
     run_label: Callable[[dict], str] | None = field(default=None, hash=False)
     monitor: str | None = None
     quickstart: str | None = None
+    own_loop: bool = False
 
 
 @dataclass(frozen=True)

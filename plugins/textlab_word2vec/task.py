@@ -116,6 +116,7 @@ def textlab_tasks():
         run_label=lambda o: f"sgns-{o.get('dim', 100)}d",
         monitor="train/loss",
         quickstart=QUICKSTART,
+        own_loop=True,  # Hogwild threads on one shared matrix, not the core engine
     )]
 
 
