@@ -125,16 +125,28 @@ def test_neural_resume_continues_exactly(cli, tmp_path):
 
 
 def test_analyze_reports_structure_and_plots(cli, tmp_path):
-    res = cli("analyze", "ai4code", "--data", "sample", "--plot", tmp_path / "a.png", "--json")
+    res = cli("analyze", "ai4code", "--data", "sample", "--out", tmp_path / "plots", "--json")
     assert res.code == 0, res.err
     out = json.loads(res.out)
     assert out["notebooks"] == 160 and 0.3 < out["markdown_share"] < 0.7
     assert out["markdown_position"]["before_first_code"] > 0.1  # titles and introductions
     assert out["languages"]["english"] > 0
     assert sum(out["length_buckets"].values()) == 160
-    assert (tmp_path / "a.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "ai4code-analysis.png").stat().st_size > 1000  # --out is a folder, as in agnews
+    assert json.loads((tmp_path / "plots" / "analysis.json").read_text())["notebooks"] == 160
+    assert sorted(out["files"]) == sorted(str(p) for p in (tmp_path / "plots").iterdir())
     res = cli("analyze", "ai4code", "--data", "sample")
     assert res.code == 0 and "markdown share" in res.out and "cells per notebook" not in res.err
+
+
+def test_analyze_plot_is_now_out_a_folder(cli, tmp_path):
+    # 0.1.0: --plot FILE; now --out DIR (the old spelling is refused in one line naming the new one)
+    res = cli("analyze", "ai4code", "--data", "sample", "--plot", tmp_path / "a.png")
+    assert res.code == 2 and len(res.err_lines) == 1 and "--plot is now --out" in res.err, res.err
+    (tmp_path / "a.png").write_text("a file")
+    res = cli("analyze", "ai4code", "--data", "sample", "--out", tmp_path / "a.png")
+    assert res.code == 2 and len(res.err_lines) == 1 and "give a folder" in res.err, res.err
+    assert (tmp_path / "a.png").read_text() == "a file"
 
 
 def test_language_guess():
@@ -233,7 +245,7 @@ def test_ctrl_c_during_a_fit_stops_cleanly_and_resume_fits_again(cli, tmp_path, 
     assert "fitting it again from the start" in res.err
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["best"]["metric"] == "valid/kendall_tau"
-    assert "fitted" not in torch.load(run / "checkpoints" / "best.pt", weights_only=True)["extra"]
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["extra"]["fitted"] is True
     assert cli("eval", run, "--limit", "3").code == 0
 
 
