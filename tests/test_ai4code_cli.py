@@ -352,3 +352,117 @@ def test_eval_and_generate_default_to_the_runs_own_data_and_keep_results_apart(c
     # --out a folder: refused before any data is read or predicted
     res = cli("generate", run, "--out", tmp_path, "--data", tmp_path / "nowhere")
     assert res.code == 2 and len(res.err_lines) == 1 and "is a folder" in res.err
+
+
+# ============================================================================ the new core (issue #22, #27)
+def no_runs(root: Path) -> bool:
+    return not (root / "ai4code").exists() or not any((root / "ai4code").iterdir())
+
+
+def one_line(res, code, *texts):
+    assert res.code == code, (res.code, res.err)
+    assert len(res.err_lines) == 1, res.err
+    for text in texts:
+        assert text in res.err, res.err
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--model", "ranker", "--epochs", "3"], "--epochs applies to --model neural, not --model ranker"),  # 0.1: ignored
+    (["--model", "neural", "--trees", "5"], "--trees applies to --model ranker, not --model neural"),
+    (["--model", "similar", "--lr", "0.1"], "--lr applies to --model ranker or --model neural"),
+    (["--model", "pointwise", "--time-budget", "20m"], "--time-budget applies to --model neural"),
+])
+def test_an_option_of_another_model_is_refused(cli, tmp_path, args, text):
+    one_line(cli("train", "ai4code", *args), 2, text)
+    assert no_runs(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--lr", "0"], "--lr: 0 is not in the range"),  # 0.1: --learning-rate 0 crashed and left its run directory
+    (["--lr", "-0.1", "--model", "neural"], "--lr: -0.1 is not in the range"),
+    (["--negatives", "0"], "--negatives: 0 is not in the range 0<x<=1"),  # 0.1: silently meant every wrong gap
+    (["--trees", "0"], "--trees"),
+    (["--leaves", "1"], "--leaves"),
+    (["--stages", "3"], "--stages"),
+    (["--valid-share", "0.95", "--model", "appended"], "--valid-share"),
+    (["--limit", "-1"], "--limit"),
+    (["--model", "neural", "--warmup", "-1"], "--warmup"),
+    (["--model", "neural", "--time-budget", "soon"], "--time-budget"),
+    (["--model", "neural", "--hub"], "--hub"),
+])
+def test_a_value_that_cannot_work_is_refused_before_anything_runs(cli, tmp_path, args, text):
+    one_line(cli("train", "ai4code", "--threads", "1", *args), 2, text)
+    assert no_runs(tmp_path / "runs")
+
+
+def test_learning_rate_is_now_lr_with_a_default_per_model(cli, tmp_path):
+    one_line(cli("train", "ai4code", "--learning-rate", "0.05"), 2, "--learning-rate is now --lr")
+    assert no_runs(tmp_path / "runs")
+    ranker = cli("train", "ai4code", "--model", "ranker", "--print-config").out
+    neural = cli("train", "ai4code", "--model", "neural", "--print-config").out
+    assert "lr = 0.1\n" in ranker and "lr = 0.003\n" in neural
+    similar = cli("train", "ai4code", "--model", "similar", "--print-config").out
+    assert "lr =" not in similar and "trees =" not in similar and "epochs =" not in similar  # they do not apply
+    res = cli("train", "ai4code", "--model", "ranker", "--lr", "0.3", "--limit", "30", "--trees", "10", "--threads", "1")
+    assert res.code == 0, res.err
+    run = only_run(tmp_path / "runs")
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]["lr"] == 0.3
+
+
+def test_a_ranker_checkpoint_of_0_1_reads_its_learning_rate():
+    from textlab import config_from_dict
+    from textlab_ai4code.config import RankerConfig
+
+    assert config_from_dict(RankerConfig, {"learning_rate": 0.05, "trees": 7}).lr == 0.05
+
+
+def test_sample_defaults_are_small_and_a_folder_keeps_the_real_ones(cli, tmp_path):
+    def value(args, key):
+        res = cli("train", "ai4code", *args, "--print-config")
+        assert res.code == 0, res.err
+        return next(line.split(" = ")[1] for line in res.out.splitlines() if line.startswith(f"{key} = "))
+
+    D.write_layout(tmp_path / "nb", D.load_notebooks(load_sample("train"))[:20])
+    assert value(["--model", "ranker"], "trees") == "50"  # 0.1: 200 trees, 83 s on the sample
+    assert value(["--model", "ranker", "--data", str(tmp_path / "nb")], "trees") == "200"
+    assert value(["--model", "neural"], "epochs") == "4"
+    assert value(["--model", "neural", "--data", str(tmp_path / "nb")], "epochs") == "8"
+    assert value(["--model", "ranker", "--trees", "7"], "trees") == "7"
+
+
+def test_time_budget_is_a_duration(cli, tmp_path):
+    # 0.1: minutes as a number ("20m" was refused); now 90s, 20m, 1h30m or seconds
+    res = cli("train", "ai4code", "--model", "neural", "--time-budget", "20m", "--print-config")
+    assert res.code == 0 and "time_budget = 1200.0" in res.out, res.err
+    res = cli("train", "ai4code", "--model", "neural", "--time-budget", "30", "--print-config")
+    assert res.code == 0 and "time_budget = 30.0" in res.out
+    assert "a bare number is now seconds" in res.err  # the unit changed: said when a bare number is given
+    res = cli("train", "ai4code", "--model", "neural", "--time-budget", "0", "--print-config")
+    assert res.code == 0 and "time_budget = " not in res.out.replace("# time_budget", "")
+    res = cli("train", "ai4code", "--model", "neural", "--time-budget", "1s", "--epochs", "50", "--dim", "8",
+              "--buckets", "256", "--limit", "20", "--threads", "1", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["result"]["stopped"] == "time_budget"
+
+
+def test_a_run_of_0_1_gets_its_options_in_todays_names_and_units(cli, tmp_path):
+    assert cli("train", "ai4code", "--model", "appended", "--name", "old").code == 0
+    run = only_run(tmp_path / "runs")
+    (run / "config.toml").unlink()
+    base = {"data": "sample", "valid_share": 0.2, "split_seed": 42, "limit": 12, "trees": 10, "leaves": 63,
+            "learning_rate": 0.05, "negatives": 0.15, "stages": 2, "epochs": 1, "lr": 0.003, "batch_size": 8,
+            "dim": 16, "buckets": 1024, "time_budget": 0.5, "tokenizer": "hash", "hub": False, "seed": 0,
+            "device": "auto", "threads": None, "logger": []}
+
+    def resolved(model, **changes):
+        (run / "config.json").write_text(json.dumps({**base, "model": model, **changes}))
+        res = cli("train", "--resume", run, "--print-config")
+        assert res.code == 0, res.err
+        return res.out
+
+    out = resolved("ranker")
+    assert "lr = 0.05\n" in out  # the ranker's --learning-rate is --lr now
+    assert "lr = 0.1\n" in resolved("ranker", learning_rate=None)  # its default, not the neural --lr of 0.1
+    out = resolved("neural")
+    assert "lr = 0.003\n" in out and "time_budget = 30.0" in out  # minutes then, seconds now
+    assert "time_budget = " not in resolved("neural", time_budget=0.0).replace("# time_budget", "")  # 0: none
