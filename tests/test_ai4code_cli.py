@@ -315,11 +315,17 @@ def test_notebooks_without_code_or_markdown_are_skipped_in_training(cli, tmp_pat
 
 
 def test_fitted_models_report_the_valid_score_and_the_split(cli, tmp_path):
-    res = cli("train", "ai4code", "--model", "similar", "--threads", "1", "--valid-share", "0.5", "--split-seed", "3")
+    res = cli("train", "ai4code", "--model", "similar", "--threads", "1")
     assert res.code == 0, res.err
     assert "similar: valid/kendall_tau = 0." in res.err and "40 validation notebooks" in res.err
-    # the sample has its own splits: the line says so, not "grouped by ancestor, seed 3"
-    assert "the sample's own train/valid splits" in res.err and "seed 3" not in res.err
+    assert "the sample's own train/valid splits" in res.err
+    # the sample has its own splits: a folder's split options are refused there (0.1.0 ignored them)
+    for args in (["--valid-share", "0.5"], ["--split-seed", "3"]):
+        res = cli("train", "ai4code", "--model", "similar", *args)
+        assert res.code == 2 and len(res.err_lines) == 1 and "applies to a folder" in res.err, res.err
+    assert len(list((tmp_path / "runs" / "ai4code").iterdir())) == 1
+    run = only_run(tmp_path / "runs")
+    assert "valid_share" not in (run / "config.toml").read_text().replace("# valid_share", "")
 
 
 def test_eval_and_generate_default_to_the_runs_own_data_and_keep_results_apart(cli, tmp_path):
@@ -462,6 +468,8 @@ def test_a_run_of_0_1_gets_its_options_in_todays_names_and_units(cli, tmp_path):
 
     out = resolved("ranker")
     assert "lr = 0.05\n" in out  # the ranker's --learning-rate is --lr now
+    assert "\nvalid_share =" not in out and "\nsplit_seed =" not in out  # stored by 0.1 for the sample too
+    assert "valid_share = 0.2" in resolved("ranker", data=str(run.parent.parent.parent))  # a folder: kept
     assert "lr = 0.1\n" in resolved("ranker", learning_rate=None)  # its default, not the neural --lr of 0.1
     out = resolved("neural")
     assert "lr = 0.003\n" in out and "time_budget = 30.0" in out  # minutes then, seconds now

@@ -86,6 +86,7 @@ RANKER_PANEL, NEURAL_PANEL = "ranker options", "neural model options"
 DEFAULT_LR = {"ranker": 0.1, "neural": 3e-3}
 DEFAULT_TREES, SAMPLE_TREES = RankerConfig.trees, 50  # the sample: a default that fits in seconds
 DEFAULT_EPOCHS, SAMPLE_EPOCHS = 8, 4
+FOLDER_SPLIT = {"valid_share": 0.2, "split_seed": 42}  # a folder's grouped split; the sample has its own
 BUDGET_NOTE = "--time-budget was minutes in textlab 0.1; a bare number is now seconds (write 20m for minutes)"
 
 
@@ -113,9 +114,10 @@ class AnalyzeOptions:
 class TrainOptions(textlab.Options):
     data: str = option("sample", help=DATA_HELP)
     model: str = option("ranker", help="Which model: baselines appended/similar, pointwise, ranker, neural.")
-    valid_share: float = option(0.2, min=0.0, max=0.9, help="Share of notebooks (whole ancestor groups) kept to "
-                                "validate; folders only (the sample has its own valid split).")
-    split_seed: int = option(42, help="Seed of the grouped train/valid split; folders only.")
+    valid_share: Optional[float] = option(None, min=0.0, max=0.9, help="Share of notebooks (whole ancestor groups) "
+                                          "kept to validate (default 0.2); folders only: the sample has its own "
+                                          "valid split.")
+    split_seed: Optional[int] = option(None, help="Seed of the grouped train/valid split (default 42); folders only.")
     limit: int = option(0, min=0, help="Use at most this many training notebooks, and at most max(1, N/4) "
                                        "validation notebooks (0: all).")
     lr: Optional[float] = shared.lr(None, old=("--learning-rate",), applies={"model": ("ranker", "neural")},
@@ -150,6 +152,9 @@ class TrainOptions(textlab.Options):
         """A run of textlab 0.1: its ranker's --learning-rate is --lr now (the neural model's --lr
         stays), and --time-budget was minutes (0: none)."""
         record = dict(record)
+        if textlab.registry().dataset(TASK, str(record.get("data", "sample"))) is not None:
+            for name in FOLDER_SPLIT:  # stored for every run in 0.1, used only for folders
+                record.pop(name, None)
         boosting = record.pop("learning_rate", None)
         if record.get("model", "ranker") == "ranker":  # 0.1 stored the neural --lr for every model
             record.pop("lr", None)
@@ -164,6 +169,13 @@ class TrainOptions(textlab.Options):
         """The model's own learning rate, smaller defaults on the embedded sample, checked
         combinations, and the model built on the meta device."""
         sample = textlab.resolve(TASK, self.data).kind == "registered"
+        for name, default in FOLDER_SPLIT.items():
+            flag = "--" + name.replace("_", "-")
+            if sample and getattr(self, name) is not None:
+                raise textlab.UsageError(f"{flag} applies to a folder; --data {self.data} has its own train/valid "
+                                         "splits", hint=f"drop {flag}")
+            if not sample and getattr(self, name) is None:
+                setattr(self, name, default)
         if self.model in DEFAULT_LR and self.lr is None:
             self.lr = DEFAULT_LR[self.model]
         if self.model == "ranker" and self.trees is None:
@@ -176,6 +188,10 @@ class TrainOptions(textlab.Options):
             if self.hub and self.tokenizer == "hash":
                 raise textlab.UsageError("--hub lets --tokenizer name a hub model; --tokenizer hash downloads nothing",
                                          hint="drop --hub, or name a tokenizer: --tokenizer microsoft/codebert-base")
+            if self.tokenizer != "hash" and not self.hub and not Path(self.tokenizer).expanduser().is_dir():
+                raise textlab.UsageError(f"--tokenizer {self.tokenizer}: no such local folder",
+                                         hint="pass a folder holding tokenizer.json / vocab files, or add --hub to "
+                                              "download it")
         spec = textlab.registry().model(TASK, self.model)
         textlab.check_build(spec, textlab.make_config(spec.config, self))
 

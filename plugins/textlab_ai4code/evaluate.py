@@ -15,7 +15,7 @@ from typing import Sequence
 import textlab
 
 from . import metrics as Mx
-from .config import TASK, EvalOptions, GenerateOptions
+from .config import FOLDER_SPLIT, TASK, EvalOptions, GenerateOptions
 from .data import Notebook, find_cells_dir, grouped_split, load_data
 
 COLUMNS = (("kendall_tau", "Kendall tau"), ("mean_tau", "mean tau"), ("spearman", "Spearman"),
@@ -79,7 +79,8 @@ def eval_notebooks(artifact: textlab.Artifact, data: str, own: bool, split: str 
     """(the notebooks `eval` scores, the split, what they are: for the status line)."""
     source = textlab.resolve(TASK, data)
     ex = artifact.extra
-    share, seed = float(ex.get("valid_share", 0.2)), int(ex.get("split_seed", 42))
+    share = FOLDER_SPLIT["valid_share"] if ex.get("valid_share") is None else float(ex["valid_share"])
+    seed = FOLDER_SPLIT["split_seed"] if ex.get("split_seed") is None else int(ex["split_seed"])
     if split is None:
         split = "valid" if own and source.kind != "registered" and share > 0 else "all"
     if source.kind == "registered":
