@@ -17,6 +17,7 @@ from textlab import RENAMED_FROM, option
 from textlab import options as shared
 
 TASK = "ai4code"
+MONITOR = "valid/kendall_tau"  # best.pt of every model
 
 
 # ============================================================================ the models' configs

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import textlab
 
-from .config import (TASK, AnalyzeOptions, AppendedConfig, EvalOptions, GenerateOptions, NeuralConfig,
-                     PointwiseConfig, PrepOptions, RankerConfig, SimilarConfig, TrainOptions)
-
-MONITOR = "valid/kendall_tau"
+from .config import (MONITOR, TASK, AnalyzeOptions, AppendedConfig, EvalOptions, GenerateOptions,
+                     NeuralConfig, PointwiseConfig, PrepOptions, RankerConfig, SimilarConfig, TrainOptions)
 
 
 # ============================================================================ prep, analyze

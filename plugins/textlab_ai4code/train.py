@@ -20,11 +20,9 @@ import textlab
 
 from . import data as D
 from . import features as F
-from .config import TASK, PointwiseConfig, RankerConfig, SimilarConfig, TrainOptions
+from .config import MONITOR, TASK, PointwiseConfig, RankerConfig, SimilarConfig, TrainOptions
 from .data import Notebook
 from .evaluate import evaluate_orders, overall
-
-MONITOR = "valid/kendall_tau"
 
 
 # ============================================================================ helpers
