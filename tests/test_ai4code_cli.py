@@ -125,16 +125,28 @@ def test_neural_resume_continues_exactly(cli, tmp_path):
 
 
 def test_analyze_reports_structure_and_plots(cli, tmp_path):
-    res = cli("analyze", "ai4code", "--data", "sample", "--plot", tmp_path / "a.png", "--json")
+    res = cli("analyze", "ai4code", "--data", "sample", "--out", tmp_path / "plots", "--json")
     assert res.code == 0, res.err
     out = json.loads(res.out)
     assert out["notebooks"] == 160 and 0.3 < out["markdown_share"] < 0.7
     assert out["markdown_position"]["before_first_code"] > 0.1  # titles and introductions
     assert out["languages"]["english"] > 0
     assert sum(out["length_buckets"].values()) == 160
-    assert (tmp_path / "a.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "ai4code-analysis.png").stat().st_size > 1000  # --out is a folder, as in agnews
+    assert json.loads((tmp_path / "plots" / "analysis.json").read_text())["notebooks"] == 160
+    assert sorted(out["files"]) == sorted(str(p) for p in (tmp_path / "plots").iterdir())
     res = cli("analyze", "ai4code", "--data", "sample")
     assert res.code == 0 and "markdown share" in res.out and "cells per notebook" not in res.err
+
+
+def test_analyze_plot_is_now_out_a_folder(cli, tmp_path):
+    # 0.1.0: --plot FILE; now --out DIR (the old spelling is refused in one line naming the new one)
+    res = cli("analyze", "ai4code", "--data", "sample", "--plot", tmp_path / "a.png")
+    assert res.code == 2 and len(res.err_lines) == 1 and "--plot is now --out" in res.err, res.err
+    (tmp_path / "a.png").write_text("a file")
+    res = cli("analyze", "ai4code", "--data", "sample", "--out", tmp_path / "a.png")
+    assert res.code == 2 and len(res.err_lines) == 1 and "give a folder" in res.err, res.err
+    assert (tmp_path / "a.png").read_text() == "a file"
 
 
 def test_language_guess():
@@ -233,7 +245,7 @@ def test_ctrl_c_during_a_fit_stops_cleanly_and_resume_fits_again(cli, tmp_path, 
     assert "fitting it again from the start" in res.err
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["best"]["metric"] == "valid/kendall_tau"
-    assert "fitted" not in torch.load(run / "checkpoints" / "best.pt", weights_only=True)["extra"]
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["extra"]["fitted"] is True
     assert cli("eval", run, "--limit", "3").code == 0
 
 
@@ -303,11 +315,17 @@ def test_notebooks_without_code_or_markdown_are_skipped_in_training(cli, tmp_pat
 
 
 def test_fitted_models_report_the_valid_score_and_the_split(cli, tmp_path):
-    res = cli("train", "ai4code", "--model", "similar", "--threads", "1", "--valid-share", "0.5", "--split-seed", "3")
+    res = cli("train", "ai4code", "--model", "similar", "--threads", "1")
     assert res.code == 0, res.err
     assert "similar: valid/kendall_tau = 0." in res.err and "40 validation notebooks" in res.err
-    # the sample has its own splits: the line says so, not "grouped by ancestor, seed 3"
-    assert "the sample's own train/valid splits" in res.err and "seed 3" not in res.err
+    assert "the sample's own train/valid splits" in res.err
+    # the sample has its own splits: a folder's split options are refused there (0.1.0 ignored them)
+    for args in (["--valid-share", "0.5"], ["--split-seed", "3"]):
+        res = cli("train", "ai4code", "--model", "similar", *args)
+        assert res.code == 2 and len(res.err_lines) == 1 and "applies to a folder" in res.err, res.err
+    assert len(list((tmp_path / "runs" / "ai4code").iterdir())) == 1
+    run = only_run(tmp_path / "runs")
+    assert "valid_share" not in (run / "config.toml").read_text().replace("# valid_share", "")
 
 
 def test_eval_and_generate_default_to_the_runs_own_data_and_keep_results_apart(cli, tmp_path):
@@ -340,3 +358,119 @@ def test_eval_and_generate_default_to_the_runs_own_data_and_keep_results_apart(c
     # --out a folder: refused before any data is read or predicted
     res = cli("generate", run, "--out", tmp_path, "--data", tmp_path / "nowhere")
     assert res.code == 2 and len(res.err_lines) == 1 and "is a folder" in res.err
+
+
+# ============================================================================ the new core (issue #22, #27)
+def no_runs(root: Path) -> bool:
+    return not (root / "ai4code").exists() or not any((root / "ai4code").iterdir())
+
+
+def one_line(res, code, *texts):
+    assert res.code == code, (res.code, res.err)
+    assert len(res.err_lines) == 1, res.err
+    for text in texts:
+        assert text in res.err, res.err
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--model", "ranker", "--epochs", "3"], "--epochs applies to --model neural, not --model ranker"),  # 0.1: ignored
+    (["--model", "neural", "--trees", "5"], "--trees applies to --model ranker, not --model neural"),
+    (["--model", "similar", "--lr", "0.1"], "--lr applies to --model ranker or --model neural"),
+    (["--model", "pointwise", "--time-budget", "20m"], "--time-budget applies to --model neural"),
+])
+def test_an_option_of_another_model_is_refused(cli, tmp_path, args, text):
+    one_line(cli("train", "ai4code", *args), 2, text)
+    assert no_runs(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--lr", "0"], "--lr: 0 is not in the range"),  # 0.1: --learning-rate 0 crashed and left its run directory
+    (["--lr", "-0.1", "--model", "neural"], "--lr: -0.1 is not in the range"),
+    (["--negatives", "0"], "--negatives: 0 is not in the range 0<x<=1"),  # 0.1: silently meant every wrong gap
+    (["--trees", "0"], "--trees"),
+    (["--leaves", "1"], "--leaves"),
+    (["--stages", "3"], "--stages"),
+    (["--valid-share", "0.95", "--model", "appended"], "--valid-share"),
+    (["--limit", "-1"], "--limit"),
+    (["--model", "neural", "--warmup", "-1"], "--warmup"),
+    (["--model", "neural", "--time-budget", "soon"], "--time-budget"),
+    (["--model", "neural", "--hub"], "--hub"),
+])
+def test_a_value_that_cannot_work_is_refused_before_anything_runs(cli, tmp_path, args, text):
+    one_line(cli("train", "ai4code", "--threads", "1", *args), 2, text)
+    assert no_runs(tmp_path / "runs")
+
+
+def test_learning_rate_is_now_lr_with_a_default_per_model(cli, tmp_path):
+    one_line(cli("train", "ai4code", "--learning-rate", "0.05"), 2, "--learning-rate is now --lr")
+    assert no_runs(tmp_path / "runs")
+    ranker = cli("train", "ai4code", "--model", "ranker", "--print-config").out
+    neural = cli("train", "ai4code", "--model", "neural", "--print-config").out
+    assert "lr = 0.1\n" in ranker and "lr = 0.003\n" in neural
+    similar = cli("train", "ai4code", "--model", "similar", "--print-config").out
+    assert "lr =" not in similar and "trees =" not in similar and "epochs =" not in similar  # they do not apply
+    res = cli("train", "ai4code", "--model", "ranker", "--lr", "0.3", "--limit", "30", "--trees", "10", "--threads", "1")
+    assert res.code == 0, res.err
+    run = only_run(tmp_path / "runs")
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]["lr"] == 0.3
+
+
+def test_a_ranker_checkpoint_of_0_1_reads_its_learning_rate():
+    from textlab import config_from_dict
+    from textlab_ai4code.config import RankerConfig
+
+    assert config_from_dict(RankerConfig, {"learning_rate": 0.05, "trees": 7}).lr == 0.05
+
+
+def test_sample_defaults_are_small_and_a_folder_keeps_the_real_ones(cli, tmp_path):
+    def value(args, key):
+        res = cli("train", "ai4code", *args, "--print-config")
+        assert res.code == 0, res.err
+        return next(line.split(" = ")[1] for line in res.out.splitlines() if line.startswith(f"{key} = "))
+
+    D.write_layout(tmp_path / "nb", D.load_notebooks(load_sample("train"))[:20])
+    assert value(["--model", "ranker"], "trees") == "50"  # 0.1: 200 trees, 83 s on the sample
+    assert value(["--model", "ranker", "--data", str(tmp_path / "nb")], "trees") == "200"
+    assert value(["--model", "neural"], "epochs") == "4"
+    assert value(["--model", "neural", "--data", str(tmp_path / "nb")], "epochs") == "8"
+    assert value(["--model", "ranker", "--trees", "7"], "trees") == "7"
+
+
+def test_time_budget_is_a_duration(cli, tmp_path):
+    # 0.1: minutes as a number ("20m" was refused); now 90s, 20m, 1h30m or seconds
+    res = cli("train", "ai4code", "--model", "neural", "--time-budget", "20m", "--print-config")
+    assert res.code == 0 and "time_budget = 1200.0" in res.out, res.err
+    res = cli("train", "ai4code", "--model", "neural", "--time-budget", "30", "--print-config")
+    assert res.code == 0 and "time_budget = 30.0" in res.out
+    assert "a bare number is now seconds" in res.err  # the unit changed: said when a bare number is given
+    res = cli("train", "ai4code", "--model", "neural", "--time-budget", "0", "--print-config")
+    assert res.code == 0 and "time_budget = " not in res.out.replace("# time_budget", "")
+    res = cli("train", "ai4code", "--model", "neural", "--time-budget", "1s", "--epochs", "50", "--dim", "8",
+              "--buckets", "256", "--limit", "20", "--threads", "1", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["result"]["stopped"] == "time_budget"
+
+
+def test_a_run_of_0_1_gets_its_options_in_todays_names_and_units(cli, tmp_path):
+    assert cli("train", "ai4code", "--model", "appended", "--name", "old").code == 0
+    run = only_run(tmp_path / "runs")
+    (run / "config.toml").unlink()
+    base = {"data": "sample", "valid_share": 0.2, "split_seed": 42, "limit": 12, "trees": 10, "leaves": 63,
+            "learning_rate": 0.05, "negatives": 0.15, "stages": 2, "epochs": 1, "lr": 0.003, "batch_size": 8,
+            "dim": 16, "buckets": 1024, "time_budget": 0.5, "tokenizer": "hash", "hub": False, "seed": 0,
+            "device": "auto", "threads": None, "logger": []}
+
+    def resolved(model, **changes):
+        (run / "config.json").write_text(json.dumps({**base, "model": model, **changes}))
+        res = cli("train", "--resume", run, "--print-config")
+        assert res.code == 0, res.err
+        return res.out
+
+    out = resolved("ranker")
+    assert "lr = 0.05\n" in out  # the ranker's --learning-rate is --lr now
+    assert "\nvalid_share =" not in out and "\nsplit_seed =" not in out  # stored by 0.1 for the sample too
+    assert "valid_share = 0.2" in resolved("ranker", data=str(run.parent.parent.parent))  # a folder: kept
+    assert "lr = 0.1\n" in resolved("ranker", learning_rate=None)  # its default, not the neural --lr of 0.1
+    out = resolved("neural")
+    assert "lr = 0.003\n" in out and "time_budget = 30.0" in out  # minutes then, seconds now
+    assert "time_budget = " not in resolved("neural", time_budget=0.0).replace("# time_budget", "")  # 0: none

@@ -137,16 +137,14 @@ def show_analysis(result: dict) -> None:
     textlab.show(lang)
 
 
-def plot_analysis(notebooks: Sequence[Notebook], path: Path) -> Path:
-    """Histograms of cells per notebook and of the markdown share."""
+def plot_analysis(notebooks: Sequence[Notebook], out_dir: Path) -> Path:
+    """Histograms of cells per notebook and of the markdown share: `out_dir/ai4code-analysis.png`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "ai4code-analysis.png"
+    path = Path(out_dir) / "ai4code-analysis.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].hist([len(nb) for nb in notebooks], bins=40, color="#4477aa")
@@ -158,3 +156,21 @@ def plot_analysis(notebooks: Sequence[Notebook], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def analyze_data(data: str, split: str, out: Path | None) -> dict:
+    """The `analyze` verb: the structure of the notebooks of `data` as tables, and with `out`
+    also `out/analysis.json` and `out/ai4code-analysis.png`."""
+    from .data import load_data
+
+    if out is not None and Path(out).exists() and not Path(out).is_dir():  # before any work
+        raise textlab.UsageError(f"--out {out} is a file; give a folder for the PNG and analysis.json")
+    notebooks = load_data(data, split, need_orders=False)
+    result = analyze_notebooks(notebooks)
+    result["data"] = data
+    show_analysis(result)
+    if out is not None:
+        result["files"] = [str(plot_analysis(notebooks, Path(out))), str(Path(out) / "analysis.json")]
+        textlab.write_json(Path(out) / "analysis.json", result)
+        textlab.status(f"wrote {', '.join(result['files'])}")
+    return result

@@ -216,6 +216,24 @@ def grouped_split(notebooks: list[Notebook], valid_share: float = 0.2, seed: int
     return train, valid
 
 
+def train_valid_split(data: str, valid_share: float | None, split_seed: int | None,
+                      limit: int) -> tuple[list[Notebook], list[Notebook], str]:
+    """(train, valid, how the split was made: for the status line) of what `train` reads: the
+    sample's own splits, or a folder split by ancestor; the first `limit` (and limit / 4) of them."""
+    source = textlab.resolve(TASK, data)
+    if source.kind == "registered":
+        train, valid = load_data(data, "train"), load_data(data, "valid")
+        how = f"the {data}'s own train/valid splits"
+    else:
+        train, valid = grouped_split(load_data(data, "train"), valid_share, split_seed)
+        how = (f"{valid_share:.0%} grouped by ancestor, split seed {split_seed}" if valid
+               else "--valid-share 0: no validation")
+    if limit:
+        train, valid = train[:limit], valid[: max(1, limit // 4)] if valid else valid
+        how += f"; --limit {limit}"
+    return train, valid, how
+
+
 # ============================================================================ writing the layout
 def write_layout(out: Path, notebooks: list[Notebook], folder: str = "train") -> None:
     """Write notebooks in Kaggle layout: <folder>/<id>.json (code in order, markdown shuffled), orders, ancestors."""

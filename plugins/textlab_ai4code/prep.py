@@ -166,3 +166,20 @@ def prep_notebooks(src: Path, out: Path, *, min_markdown: int = 1, min_code: int
     out.mkdir(parents=True, exist_ok=True)
     textlab.write_json(out / "prep_report.json", report)
     return report
+
+
+def show_report(report: dict) -> None:
+    """The counts of a prep: found, kept, skipped per reason, cells."""
+    from rich.table import Table
+
+    t = Table(title=f"prep: {report['source']} -> {report['out']}")
+    t.add_column("")
+    t.add_column("count", justify="right")
+    t.add_row("notebooks found", f"{report['found']:,}")
+    t.add_row("[green]kept[/green]", f"{report['kept']:,}")
+    for reason, n in report["reasons"].items():
+        t.add_row(f"[yellow]skipped[/yellow]: {reason}", f"{n:,}")
+    t.add_row("cells (markdown / code)", f"{report['cells']:,} ({report['markdown_cells']:,} / {report['code_cells']:,})")
+    textlab.show(t)
+    if report["skipped"]:
+        textlab.status(f"skipped files and reasons: {Path(report['out']) / 'prep_report.json'}")

@@ -1,5 +1,7 @@
-"""Fitting each model. Plain functions: `fit_<model>(train, ...) -> model` (the non-neural ones),
-`train_neural(run, ...)` (the shared loop), and `evaluate_orders` (the metrics on notebooks).
+"""Training each model on the core engine. `train_model(run, opts)` reads the split and hands the
+model to `textlab.Engine`: the neural ranker trains step by step (`train_neural`), the others are
+fitted in one go (`train_fitted`, the engine's fitted mode) by plain functions
+`fit_<model>(train, config, ...) -> (model, vocab[, timings])`.
 
 scikit-learn fits the ridge regressions and the boosted trees; what it fits is copied into
 tensors (coefficients, tree arrays), so checkpoints hold no scikit-learn objects.
@@ -16,20 +18,14 @@ import numpy as np
 
 import textlab
 
+from . import data as D
 from . import features as F
-from . import metrics as Mx
-from .config import NeuralConfig, PointwiseConfig, RankerConfig, SimilarConfig
+from .config import MONITOR, TASK, PointwiseConfig, RankerConfig, SimilarConfig, TrainOptions
 from .data import Notebook
+from .evaluate import evaluate_orders, overall
 
 
 # ============================================================================ helpers
-def evaluate_orders(notebooks: Sequence[Notebook], orders: Sequence[Sequence[str]]) -> tuple[dict, list[dict]]:
-    """(metrics by notebook-length bucket, per-notebook stats)."""
-    stats = [Mx.notebook_stats(nb.order, o, dict(zip(nb.cell_ids, nb.cell_types)), nb.id)
-             for nb, o in zip(notebooks, orders)]
-    return Mx.by_bucket(stats), stats
-
-
 def _sklearn() -> Any:
     try:
         import sklearn  # noqa: F401
@@ -217,7 +213,7 @@ def fit_trees(X: np.ndarray, y: np.ndarray, config: RankerConfig, *, seed: int, 
     if not (y[keep] == 0).any():  # tiny data: the subsample drew no wrong gap at all
         keep[:] = True
     Xk, yk = X[keep], y[keep].astype(np.int8)
-    clf = HistGradientBoostingClassifier(max_iter=0, learning_rate=config.learning_rate,
+    clf = HistGradientBoostingClassifier(max_iter=0, learning_rate=config.lr,
                                          max_leaf_nodes=config.leaves, min_samples_leaf=config.min_leaf,
                                          early_stopping=False, warm_start=True, random_state=seed)
     chunk = max(10, config.trees // 10)
@@ -243,32 +239,30 @@ def notebook_rows(views: Sequence[F.View]) -> list[tuple[int, int]]:
     return spans
 
 
-def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0,
-               should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = textlab.status):
-    """The two-stage gap ranker. Returns (model, vocab, timings); (None, None, timings) when
-    `should_stop()` said to stop (Ctrl-C): nothing half-fitted is kept."""
-    from .model import Ranker
-    from .trees import Forest
+class _Laps:
+    """Seconds of each phase of a fit (logged with the fit)."""
 
-    _sklearn()
-    times: dict[str, float] = {}
-    t = time.perf_counter()
-    train = usable(train)
-    if config.stages >= 2 and len({nb.ancestor or nb.id for nb in train}) < 2:
-        log("one ancestor group: stage 2 needs two to score each half out of fold; fitting one stage")
-        config.stages = 1
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name], self._t = now - self._t, now
+
+
+def ranker_text(train: Sequence[Notebook], seed: int, char_features: int) -> F.TextModels:
+    """The ranker's text models: identifier TF-IDF and hashed character n-grams."""
     words = fit_words(train)
     cells = [s for nb in train for s in nb.sources]
     sample = random.Random(seed).sample(cells, min(len(cells), 30_000))  # idf needs no more
-    chars = F.HashedTfidf.fit(sample, config.char_features)
-    text = F.TextModels(words, chars)
-    times["text"] = time.perf_counter() - t
-    t = time.perf_counter()
-    prior, oof = fit_prior(train, oof_folds=5, seed=seed)
-    times["prior"] = time.perf_counter() - t
-    log(f"text models: {len(words.vocab):,} identifier terms, {len(prior.ngrams):,} markdown n-grams")
+    return F.TextModels(words, F.HashedTfidf.fit(sample, char_features))
 
-    t = time.perf_counter()
+
+def pair_table(train: Sequence[Notebook], text: F.TextModels, oof: np.ndarray,
+               should_stop: Callable[[], bool]):
+    """(X, y, views): features of every (markdown, gap) pair and whether it is the true gap;
+    None when `should_stop()` said to stop."""
     views, blocks, labels = [], [], []
     k = 0
     with textlab.progress(len(train), "pair features", unit="nb") as bar:
@@ -281,65 +275,170 @@ def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0
             views.append(v)
             bar.advance(1)
             if should_stop():
-                return None, None, times
-    X, y = np.vstack(blocks), np.concatenate(labels)
-    del blocks
-    spans = notebook_rows(views)
-    times["features"] = time.perf_counter() - t
-    log(f"{len(y):,} (markdown, gap) pairs x {X.shape[1]} features from {len(train)} notebooks")
+                return None
+    return np.vstack(blocks), np.concatenate(labels), views
 
-    t = time.perf_counter()
+
+def fit_stage1(X: np.ndarray, y: np.ndarray, train: Sequence[Notebook], spans: list[tuple[int, int]],
+               config: RankerConfig, seed: int, should_stop: Callable[[], bool]):
+    """(stage-1 forest, its out-of-fold scores of every pair) or None when stopped. With two
+    stages, each half of the ancestor groups is scored by trees fitted on the other half."""
+    from .trees import Forest
+
     stage1_oof = np.zeros(len(y))
-    if config.stages >= 2:
-        nb_fold = group_folds(train, 2, seed + 1)
-        row_fold = np.concatenate([np.full(b - a, nb_fold[i]) for i, (a, b) in enumerate(spans)])
-        forests = []
-        for f in (0, 1):
-            forest = fit_trees(X[row_fold != f], y[row_fold != f], config, seed=seed + f,
-                               desc=f"stage 1, half {f + 1}/2", should_stop=should_stop)
-            if forest is None:
-                return None, None, times
-            stage1_oof[row_fold == f] = forest.predict(X[row_fold == f], desc=f"stage 1, scores of half {2 - f}")
-            forests.append(forest)
-        stage1 = Forest.average(forests)
-    else:
+    if config.stages < 2:
         stage1 = fit_trees(X, y, config, seed=seed, desc="stage 1", should_stop=should_stop)
-        if stage1 is None:
-            return None, None, times
-    times["stage1"] = time.perf_counter() - t
+        return None if stage1 is None else (stage1, stage1_oof)
+    nb_fold = group_folds(train, 2, seed + 1)
+    row_fold = np.concatenate([np.full(b - a, nb_fold[i]) for i, (a, b) in enumerate(spans)])
+    forests = []
+    for f in (0, 1):
+        forest = fit_trees(X[row_fold != f], y[row_fold != f], config, seed=seed + f,
+                           desc=f"stage 1, half {f + 1}/2", should_stop=should_stop)
+        if forest is None:
+            return None
+        stage1_oof[row_fold == f] = forest.predict(X[row_fold == f], desc=f"stage 1, scores of half {2 - f}")
+        forests.append(forest)
+    return Forest.average(forests), stage1_oof
+
+
+def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0,
+               should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = textlab.status):
+    """The two-stage gap ranker. Returns (model, vocab, timings); (None, None, timings) when
+    `should_stop()` said to stop (Ctrl-C): nothing half-fitted is kept."""
+    from .model import Ranker
+
+    _sklearn()
+    laps = _Laps()
+    train = usable(train)
+    if config.stages >= 2 and len({nb.ancestor or nb.id for nb in train}) < 2:
+        log("one ancestor group: stage 2 needs two to score each half out of fold; fitting one stage")
+        config.stages = 1
+    text = ranker_text(train, seed, config.char_features)
+    laps.lap("text")
+    prior, oof = fit_prior(train, oof_folds=5, seed=seed)  # + out-of-fold guesses for the training markdown
+    laps.lap("prior")
+    log(f"text models: {len(text.words.vocab):,} identifier terms, {len(prior.ngrams):,} markdown n-grams")
+    table = pair_table(train, text, oof, should_stop)
+    if table is None:
+        return None, None, laps.times
+    X, y, views = table
+    spans = notebook_rows(views)
+    laps.lap("features")
+    log(f"{len(y):,} (markdown, gap) pairs x {X.shape[1]} features from {len(train)} notebooks")
+    stage1 = fit_stage1(X, y, train, spans, config, seed, should_stop)
+    if stage1 is None:
+        return None, None, laps.times
+    stage1, stage1_oof = stage1
+    laps.lap("stage1")
     stage2 = None
     if config.stages >= 2:
-        t = time.perf_counter()
         X2 = np.hstack([X, np.vstack([F.stage2_features(v, stage1_oof[a:b]) for v, (a, b) in zip(views, spans)])])
         del X
         stage2 = fit_trees(X2, y, config, seed=seed + 7, desc="stage 2", should_stop=should_stop)
         if stage2 is None:
-            return None, None, times
-        times["stage2"] = time.perf_counter() - t
-    vocab = {"words": words.vocab, "ngrams": prior.ngrams}
-    config.n_words, config.n_ngrams = len(words.vocab), len(prior.ngrams)
+            return None, None, laps.times
+        laps.lap("stage2")
+    vocab = {"words": text.words.vocab, "ngrams": prior.ngrams}
+    config.n_words, config.n_ngrams = len(text.words.vocab), len(prior.ngrams)
     model = Ranker(config, vocab)
-    model.words_idf, model.chars_idf = _tensor(words.idf), _tensor(chars.idf)
+    model.words_idf, model.chars_idf = _tensor(text.words.idf), _tensor(text.chars.idf)
     model.prior.load_state_dict(prior.state_dict())
     model.set_forest(1, stage1)
     if stage2 is not None:
         model.set_forest(2, stage2)
     else:
         config.stages = 1
-    return model, vocab, times
+    return model, vocab, laps.times
 
 
-# ============================================================================ the neural ranker
-def train_neural(run: textlab.Run, train: Sequence[Notebook], valid: Sequence[Notebook], config: NeuralConfig, *,
-                 hf_json: str | None, epochs: int, lr: float, batch_size: int, time_budget: float | None,
+# ============================================================================ training (on the engine)
+def train_model(run: textlab.Run, opts: TrainOptions) -> dict:
+    """Read the split (see `data.train_valid_split`), then train or fit `opts.model` into the run."""
+    hf_json = None
+    if opts.model == "neural" and opts.tokenizer != "hash":
+        from .hf import load_tokenizer_json
+
+        hf_json = load_tokenizer_json(opts.tokenizer, allow_hub=opts.hub)  # fails in one line before any work
+    train, valid, how = D.train_valid_split(opts.data, opts.valid_share, opts.split_seed, opts.limit)
+    if opts.model in ("pointwise", "ranker", "neural"):
+        usable(train)  # none with both code and markdown: one line before anything else
+    textlab.status(f"{len(train)} training notebooks, {len(valid)} validation notebooks ({how})")
+    extra = {"data": textlab.resolve(TASK, opts.data).reference(), "valid_share": opts.valid_share,
+             "split_seed": opts.split_seed, "limit": opts.limit, "train_notebooks": len(train),
+             "valid_notebooks": len(valid)}
+    if opts.model == "neural":
+        return train_neural(run, opts, train, valid, hf_json=hf_json, extra=extra)
+    return train_fitted(run, opts, train, valid, extra)
+
+
+def fit_model(name: str, train: Sequence[Notebook], config: Any, *, seed: int,
+              should_stop: Callable[[], bool]) -> tuple[Any, Any, dict]:
+    """(model, vocab, timings) of a model fitted in one go; (None, None, ...) when stopped."""
+    if name == "appended":
+        from .model import Appended
+
+        return Appended(config), None, {}
+    if name == "similar":
+        return (*fit_similar(train, config), {})
+    if name == "pointwise":
+        return (*fit_pointwise(train, config), {})
+    if name == "ranker":
+        return fit_ranker(train, config, seed=seed, should_stop=should_stop)
+    raise textlab.UsageError(f"model {name!r} has no training recipe in ai4code")
+
+
+def train_fitted(run: textlab.Run, opts: TrainOptions, train: Sequence[Notebook], valid: Sequence[Notebook],
                  extra: dict) -> dict:
-    """Train the neural ranker with the shared loop (batches depend only on (seed, epoch); sharded)."""
+    """A model fitted in one go, on the engine's fitted mode: best.pt and last.pt, logs, and
+    Ctrl-C during the fit keeps nothing half-fitted (last.pt says `fitted: False`; `train
+    --resume RUN` fits again from the start; a resume of a fitted run has nothing to do)."""
+    spec = textlab.registry().model(TASK, opts.model)
+    config = textlab.make_config(spec.config, opts)
+    seen: dict = {}
+
+    def fit(should_stop: Callable[[], bool]):
+        seen["fitted"] = True
+        model, vocab, times = fit_model(opts.model, train, config, seed=run.seed, should_stop=should_stop)
+        if model is None:
+            return None
+        return textlab.Fitted(model, vocab, {"notebooks": len(train), **{f"{k}_time": v for k, v in times.items()}})
+
+    def evaluate(model) -> dict:
+        t = time.perf_counter()
+        metrics, _ = evaluate_orders(valid, model.order(valid, desc="validate"))
+        seen["valid"], seen["predict_time"] = overall(metrics), time.perf_counter() - t
+        return {**seen["valid"], "predict_time": seen["predict_time"]}
+
+    result = textlab.Engine(run, fit=fit, evaluate=evaluate if valid else None, monitor=MONITOR,
+                            meta={"model": opts.model, "config": config, "extra": extra}).fit()
+    if not seen:  # a resume of a fitted run: the engine said there is nothing to do
+        return {"resumed": True, "valid_kendall_tau": result.best}
+    if result.stopped == "interrupted":
+        return {"interrupted": True}
+    out = {"fit_time": round(result.train_time, 2)}
+    if "valid" in seen:
+        textlab.status(f"{opts.model}: {MONITOR} = {result.best:.4f} on {len(valid)} validation notebooks "
+                       f"(fitted in {result.train_time:.1f} s, validated in {seen['predict_time']:.1f} s)")
+        return out | {"valid": seen["valid"], "predict_time": round(seen["predict_time"], 2)}
+    textlab.status(f"{opts.model}: fitted in {result.train_time:.1f} s; no validation notebooks, so no score")
+    return out
+
+
+def train_neural(run: textlab.Run, opts: TrainOptions, train: Sequence[Notebook], valid: Sequence[Notebook], *,
+                 hf_json: str | None, extra: dict) -> dict:
+    """Train the neural ranker on the engine: batches depend only on (seed, epoch) and are sharded
+    over processes; a warm-up then 1/sqrt(step) decay (`textlab.Schedule("rsqrt")`), which does not
+    depend on the planned length, so `train --resume RUN --epochs N` continues exactly as a run
+    planned for N epochs."""
     import torch
 
-    from .model import CellTokenizer, NeuralRanker, bucket_idf, encode_notebook
+    from .model import CellTokenizer, bucket_idf, encode_notebook
 
+    spec = textlab.registry().model(TASK, "neural")
+    config = textlab.make_config(spec.config, opts, {"hf_vocab": 1 if hf_json else 0})
     vocab = {"hf_tokenizer": hf_json}
-    net = NeuralRanker(config, vocab)
+    net = spec.build(config, vocab)
     tok = CellTokenizer(config, hf_json)
     train = usable(train)
     with textlab.progress(len(train) + len(valid), "tokenize", unit="nb") as bar:
@@ -350,35 +449,31 @@ def train_neural(run: textlab.Run, train: Sequence[Notebook], valid: Sequence[No
         net._tok = tok
         bar.advance(len(valid))
     net.idf = bucket_idf(enc, config.buckets)
+    B = opts.batch_size
 
     def batches(epoch: int):
         g = torch.Generator().manual_seed(run.seed * 1000 + epoch)
         order = textlab.distributed.shard(torch.randperm(len(enc), generator=g).tolist())
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        return [order[i:i + B] for i in range(0, len(order), B)]
 
     def step(model, batch):
         losses, n = [], 0
         for i in batch:
             e = enc[i]
-            logits = model(e)
-            losses.append(torch.nn.functional.cross_entropy(logits, e["gaps"], reduction="sum"))
+            losses.append(torch.nn.functional.cross_entropy(model(e), e["gaps"], reduction="sum"))
             n += e["n_md"]
-        loss = torch.stack(losses).sum() / max(n, 1)
-        return {"loss": loss, "n": n, "units": n}
+        return {"loss": torch.stack(losses).sum() / max(n, 1), "n": n, "units": n}
 
     def evaluate(model):
-        if not valid:
-            return {}
         metrics, _ = evaluate_orders(valid, model.order(valid, show=False))
-        return {k: v for k, v in metrics["all"].items() if k not in ("notebooks", "cells")}
+        return overall(metrics)
 
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    # warm-up, then 1/sqrt decay: the schedule does not depend on the planned length, so
-    # `train --resume RUN --epochs N` continues exactly as a run planned for N epochs
-    warm = max(1, min(100, len(enc) // batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, (warm / (s + 1)) ** 0.5))
-    result = textlab.fit(run, net, opt, batches=batches, step=step, evaluate=evaluate if valid else None,
-                         meta={"model": "neural", "config": config, "vocab": vocab, "extra": extra},
-                         epochs=epochs, time_budget=time_budget, scheduler=sched, grad_clip=1.0,
-                         monitor="valid/kendall_tau" if valid else "train/loss", unit="md")
-    return {"steps": result.step, "best": result.best, "stopped": result.stopped, "train_time": result.train_time}
+    warmup = opts.warmup if opts.warmup is not None else max(1, min(100, len(enc) // B))
+    result = textlab.Engine(
+        run, net, torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=1e-4), batches=batches, step=step,
+        evaluate=evaluate if valid else None, meta={"model": "neural", "config": config, "vocab": vocab, "extra": extra},
+        epochs=opts.epochs, time_budget=opts.time_budget, schedule=textlab.Schedule("rsqrt", warmup=warmup),
+        grad_clip=1.0, monitor=MONITOR if valid else "train/loss", unit="md", description="train neural").fit()
+    run.update(warmup=warmup)
+    return {"steps": result.step, "best": result.best, "stopped": result.stopped, "train_time": result.train_time,
+            "valid_kendall_tau": result.best if valid else None}
