@@ -161,14 +161,16 @@ class TrainOptions(textlab.Options):
     epochs: Optional[int] = shared.epochs(None, help=f"Passes over the train split {_defaults('epochs')[:-1]}; "
                                                      f"{PRETRAINED_EPOCHS} when the embeddings start from --pretrain "
                                                      "vectors).")
-    steps: Optional[int] = shared.steps(old=("--max-steps",), note="the learning-rate decay now ends at --steps "
+    steps: Optional[int] = shared.steps(help="Stop after this many optimizer steps (the learning-rate decay then ends "
+                                             "there, if that comes before the last epoch).",
+                                        old=("--max-steps",), note="the learning-rate decay now ends at --steps "
                                                                    "when it comes before the last epoch")
     time_budget: Optional[float] = shared.time_budget(help="Stop after this much wall-clock time, everything the run "
                                                            "does included (--pretrain vectors too): 90s, 20m, 1h30m "
                                                            "(a bare number is seconds; 0: no limit).")
     eval_every: Optional[int] = shared.eval_every(None, help="Evaluate on valid every N optimizer steps (default: "
                                                              "twice per epoch, at its middle and its end).")
-    patience: Optional[int] = shared.patience()
+    patience: Optional[int] = shared.patience(help="Stop after this many evaluations without a better valid accuracy.")
     warmup: Optional[int] = shared.warmup(None, help="Linear learning-rate warm-up steps (default: rnn 2% of the "
                                                      "planned steps, bow 0).")
     max_len: Optional[int] = option(None, min=1, help=f"Tokens kept per text (its start) {_defaults('max_len')}.")

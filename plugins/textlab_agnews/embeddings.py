@@ -205,13 +205,12 @@ def pretrain_choice(model: Any, vocab_size: int, name: str, tokens: int) -> tupl
 def how_long(name: str, tokens: int) -> str:
     """Roughly how long the embedder takes, as said before it starts."""
     if name != "word2vec":
-        return f"the {name} embedder's own time"
+        return f"for as long as the {name} embedder takes"
     import torch
 
     threads = torch.get_num_threads()
-    seconds = WORD2VEC_SECONDS_PER_TOKEN * tokens / max(1, threads)
-    rounded = max(5, int(round(seconds / 5) * 5))
-    return f"roughly {rounded} s on {threads} thread{'s' if threads > 1 else ''}, more on a busy machine"
+    seconds = max(5, int(round(WORD2VEC_SECONDS_PER_TOKEN * tokens / max(1, threads) / 5) * 5))
+    return f"roughly {seconds} s on {threads} thread{'s' if threads > 1 else ''}"
 
 
 def pretrain_embeddings(run: textlab.Run, net: Any, name: str, loaded: dict, time_budget: float | None = None) -> dict:
@@ -229,10 +228,9 @@ def pretrain_embeddings(run: textlab.Run, net: Any, name: str, loaded: dict, tim
     if textlab.distributed.is_main():
         text = folder / "train.txt"
         wrote = D.write_text(loaded["prep"], loaded["train_idx"], text)
-        budget = f"; --time-budget {textlab.Duration(time_budget)} counts it" if time_budget else ""
+        budget = f" (--time-budget {textlab.Duration(time_budget)} counts it)" if time_budget else ""
         textlab.status(f"--pretrain {name}: first learning {weight.shape[1]}-d word vectors on the train part's "
-                       f"{wrote['tokens']:,} tokens ({wrote['rows']:,} rows), {how_long(name, wrote['tokens'])}"
-                       f"{budget}; --pretrain none skips this")
+                       f"{wrote['tokens']:,} tokens, {how_long(name, wrote['tokens'])}{budget}; --pretrain none skips this")
         t0 = time.perf_counter()
         result = dict(spec.train(text, folder / name, dim=int(weight.shape[1]), seed=run.seed, device=str(run.device)))
         result["seconds"] = round(time.perf_counter() - t0, 2)
