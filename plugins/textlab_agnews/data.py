@@ -1,7 +1,7 @@
-"""AG News data: sources, cleaning, the valid split, vocabularies, cached encodings, batches.
+"""AG News data: sources, cleaning, tokenizers, the valid split, vocabularies, cached encodings, batches.
 
     rows = load_rows(source, "train")          # {"text": [...], "label": [...]}, validated
-    prep = prepare(source, "train")            # cleaned + tokenized once, cached under TEXTLAB_HOME
+    prep = prepare(source, "train", tokenizer="builtin")  # cleaned + tokenized once, cached under TEXTLAB_HOME
     train_idx, valid_idx = split_valid(prep.labels, 0.05, seed=0)
     vocab = get_vocab(source, prep, train_idx, min_count=2, ...)   # cached too
     enc = encode(prep, vocab)                  # flat token ids + offsets: one tensor per split
