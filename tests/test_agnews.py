@@ -649,6 +649,17 @@ def test_time_budget_counts_the_pretraining_of_the_embeddings(cli, tmp_path, toy
     assert info["init_embeddings"]["seconds"] >= 2.5 and (run / "checkpoints" / "best.pt").exists()
 
 
+def test_a_0_1_record_is_read_in_todays_options():
+    # 0.1.0's config.json (the core drops its nulls first): max_steps is steps, the unset settings are
+    # the ones 0.1.0 resolved (its defaults), and the run keeps 0.1.0's learning-rate curve
+    opts = C.TrainOptions.upgrade({"data": "sample", "model": "bow", "max_steps": 10, "time_budget": 30.0,
+                                   "pretrain": "auto", "valid_fraction": 0.05})
+    assert opts == {"data": "sample", "model": "bow", "steps": 10, "time_budget": 30.0, "pretrain": "auto",
+                    "valid_fraction": 0.05, "lr": 0.1, "batch_size": 32, "max_len": 128, "min_count": 1,
+                    "optimizer": "adagrad", "legacy_schedule": True}
+    assert C.TrainOptions.upgrade({"rnn": "lstm", "lr": 0.01})["lr"] == 0.01  # a value it was given stays
+
+
 # ============================================================================ tokenizers
 def test_nltk_tokenizer_is_download_free_and_keyed_in_every_cache(cli, tmp_path, monkeypatch):
     import nltk
