@@ -209,8 +209,9 @@ def how_long(name: str, tokens: int) -> str:
     import torch
 
     threads = torch.get_num_threads()
-    seconds = max(5, int(round(WORD2VEC_SECONDS_PER_TOKEN * tokens / max(1, threads) / 5) * 5))
-    return f"roughly {seconds} s on {threads} thread{'s' if threads > 1 else ''}"
+    seconds = WORD2VEC_SECONDS_PER_TOKEN * tokens / max(1, threads)
+    rough = "a few seconds" if seconds < 10 else f"roughly {int(round(seconds / 5) * 5)} s"
+    return f"{rough} on {threads} thread{'s' if threads > 1 else ''}"
 
 
 def pretrain_embeddings(run: textlab.Run, net: Any, name: str, loaded: dict, time_budget: float | None = None) -> dict:
