@@ -1,7 +1,7 @@
-"""AG News data: sources, cleaning, the valid split, vocabularies, cached encodings, batches.
+"""AG News data: sources, cleaning, tokenizers, the valid split, vocabularies, cached encodings, batches.
 
     rows = load_rows(source, "train")          # {"text": [...], "label": [...]}, validated
-    prep = prepare(source, "train")            # cleaned + tokenized once, cached under TEXTLAB_HOME
+    prep = prepare(source, "train", tokenizer="builtin")  # cleaned + tokenized once, cached under TEXTLAB_HOME
     train_idx, valid_idx = split_valid(prep.labels, 0.05, seed=0)
     vocab = get_vocab(source, prep, train_idx, min_count=2, ...)   # cached too
     enc = encode(prep, vocab)                  # flat token ids + offsets: one tensor per split
@@ -70,9 +70,28 @@ def clean(text: str) -> str:
     return _POSSESSIVE.sub(" s", text)
 
 
-def tokenize(text: str) -> list[str]:
-    """Cleaned, lowercased words (letters and digits; no download needed)."""
-    return textlab.words(clean(text))
+def tokenize(text: str, tokenizer: str = "builtin") -> list[str]:
+    """Cleaned, lowercased tokens. `builtin`: runs of letters and digits (`textlab.words`;
+    punctuation dropped). `nltk`: nltk's NLTKWordTokenizer (the Treebank rules of `word_tokenize`
+    without its sentence splitter, so nothing is ever downloaded; punctuation and clitics such as
+    `n't` are tokens of their own), lowercased."""
+    if tokenizer == "builtin":
+        return textlab.words(clean(text))
+    if tokenizer == "nltk":
+        return [t.lower() for t in _nltk().tokenize(clean(text))]
+    raise textlab.UsageError(f"unknown tokenizer {tokenizer!r}", hint="use builtin or nltk")
+
+
+_NLTK: list = []
+
+
+def _nltk() -> Any:
+    """One NLTKWordTokenizer per process (regular expressions only: no data files, no download)."""
+    if not _NLTK:
+        from nltk.tokenize.destructive import NLTKWordTokenizer
+
+        _NLTK.append(NLTKWordTokenizer())
+    return _NLTK[0]
 
 
 # ============================================================================ sources
@@ -83,18 +102,6 @@ def resolve(data: str) -> textlab.Source:
 def one_file(source: textlab.Source) -> bool:
     """Whether `--data` named one local file (a train split only: it has no test split)."""
     return source.kind == "local" and Path(source.path).is_file()
-
-
-def source_key(source: textlab.Source) -> str:
-    """A cache key of the source that does not depend on where local files lie.
-
-    Registered and hub datasets are keyed by name; local files by what `textlab.fingerprint`
-    reads of them (names, sizes, modification times), not by the `--data` string a user typed,
-    so the same data reached by another path, or copied to another machine, reuses its cache.
-    """
-    if source.kind == "local":
-        return textlab.fingerprint("local", Path(source.path))
-    return textlab.fingerprint(source.kind, source.ref, source.config)
 
 
 def load_rows(source: textlab.Source, split: str) -> dict:
@@ -318,11 +325,12 @@ class Prepared(Rows):
         return torch.bincount(ids, minlength=len(self.words))
 
 
-def prepare(source: textlab.Source, split: str, *, quiet: bool = False) -> Prepared:
-    """Load, clean and tokenize a split once; later calls read the cache under TEXTLAB_HOME."""
+def prepare(source: textlab.Source, split: str, *, tokenizer: str = "builtin", quiet: bool = False) -> Prepared:
+    """Load, clean and tokenize a split once; later calls read the cache under TEXTLAB_HOME
+    (keyed by the data, wherever it lies: `Source.fingerprint`, the split, cleaning and tokenizer)."""
     import torch
 
-    key = textlab.fingerprint(source_key(source), split, CLEANING, SAMPLE_VERSION)
+    key = source.fingerprint(split, CLEANING, SAMPLE_VERSION, tokenizer)
     path = textlab.cache_dir("agnews", "prepared", key) / f"{split}.pt"
     if path.exists():
         try:
@@ -337,7 +345,7 @@ def prepare(source: textlab.Source, split: str, *, quiet: bool = False) -> Prepa
     with textlab.progress(len(rows["text"]), f"tokenize {source.describe()} {split}", unit="rows",
                           enabled=False if quiet else None) as bar:
         for i, text in enumerate(rows["text"]):
-            toks = tokenize(text) or ["<unk>"]  # a row of punctuation only still gets one token
+            toks = tokenize(text, tokenizer) or ["<unk>"]  # a row of punctuation only still gets one token
             ids.extend(index.setdefault(t, len(index)) for t in toks)
             offsets.append(len(ids))
             if i % 2048 == 2047:
@@ -383,8 +391,9 @@ def split_valid(labels: Any, fraction: float, seed: int = SPLIT_SEED) -> tuple[A
 
 
 # ============================================================================ vocabulary
-def vocab_key(source: textlab.Source, min_count: int, valid_fraction: float, split_seed: int) -> str:
-    return textlab.fingerprint(source_key(source), CLEANING, SAMPLE_VERSION, min_count, valid_fraction, split_seed)
+def vocab_key(source: textlab.Source, min_count: int, valid_fraction: float, split_seed: int,
+              tokenizer: str = "builtin") -> str:
+    return source.fingerprint(CLEANING, SAMPLE_VERSION, tokenizer, min_count, valid_fraction, split_seed)
 
 
 def build_vocab(prep: Prepared, rows: Any, min_count: int) -> textlab.Vocab:
@@ -400,9 +409,10 @@ def build_vocab(prep: Prepared, rows: Any, min_count: int) -> textlab.Vocab:
 
 
 def get_vocab(source: textlab.Source, prep: Prepared, rows: Any, *, min_count: int, valid_fraction: float,
-              split_seed: int = SPLIT_SEED) -> tuple[textlab.Vocab, Path, bool]:
+              split_seed: int = SPLIT_SEED, tokenizer: str = "builtin") -> tuple[textlab.Vocab, Path, bool]:
     """The cached vocabulary for these settings, built (and cached) if missing. -> (vocab, path, cached)."""
-    path = textlab.cache_dir("agnews", "vocab") / f"{vocab_key(source, min_count, valid_fraction, split_seed)}.json"
+    key = vocab_key(source, min_count, valid_fraction, split_seed, tokenizer)
+    path = textlab.cache_dir("agnews", "vocab") / f"{key}.json"
     if path.exists():
         try:
             return textlab.Vocab.load(path), path, True
@@ -495,19 +505,20 @@ def _length_stats(lengths: Any) -> dict:
             "max": int(lengths.max())}
 
 
-def describe(source: textlab.Source, thresholds: Sequence[int], valid_fraction: float = 0.05) -> dict:
+def describe(source: textlab.Source, thresholds: Sequence[int], valid_fraction: float = 0.05,
+             tokenizer: str = "builtin") -> dict:
     """What `textlab analyze agnews` shows: classes and lengths per split, coverage per threshold."""
     import torch
 
-    prep = prepare(source, "train")
+    prep = prepare(source, "train", tokenizer=tokenizer)
     train_idx, valid_idx = split_valid(prep.labels, valid_fraction)
     parts = {"train": (prep, train_idx), "valid": (prep, valid_idx)}
     try:
-        test = prepare(source, "test")
+        test = prepare(source, "test", tokenizer=tokenizer)
         parts["test"] = (test, torch.arange(len(test)))
     except textlab.DataError as exc:  # one file, or no test file in the folder
         textlab.status(f"no test split: {exc.message}")
-    result: dict[str, Any] = {"data": source.describe(), "classes": {}, "lengths": {}, "length_histogram": {}}
+    result: dict[str, Any] = {"data": source.describe(), "tokenizer": tokenizer, "classes": {}, "lengths": {}, "length_histogram": {}}
     for name, (p, rows) in parts.items():
         lengths = p.lengths[rows]
         result["classes"][name] = torch.bincount(p.labels[rows], minlength=len(CLASSES)).tolist()
@@ -557,3 +568,32 @@ def plot_analysis(result: dict, out: Path) -> list[Path]:
     fig.savefig(coverage_png, dpi=110)
     plt.close(fig)
     return [lengths_png, coverage_png]
+
+
+def show_analysis(result: dict) -> None:
+    """What `describe` found, as three tables: classes per split, lengths, coverage per threshold."""
+    from rich.table import Table
+
+    splits = list(result["classes"])
+    t = Table(title=f"classes of {result['data']}")
+    t.add_column("class")
+    for s in splits:
+        t.add_column(s, justify="right")
+    for i, name in enumerate(CLASSES):
+        cells = []
+        for s in splits:
+            n, total = result["classes"][s][i], sum(result["classes"][s])
+            cells.append(f"{n:,} ({n / total:.1%})")
+        t.add_row(name, *cells)
+    lt = Table(title=f"text length in tokens (after cleaning; {result.get('tokenizer', 'builtin')} tokenizer)")
+    for col in ("split", "rows", "mean", "median", "p90", "p95", "p99", "max"):
+        lt.add_column(col, justify="left" if col == "split" else "right")
+    for s, st in result["lengths"].items():
+        lt.add_row(s, f"{st['rows']:,}", f"{st['mean']:.1f}", *(f"{st[k]:,}" for k in ("median", "p90", "p95", "p99", "max")))
+    ct = Table(title="vocabulary per min-count threshold (counted on the train part; valid is held out)")
+    for col in ("min count", "vocabulary", "train tokens covered", "valid tokens covered", "valid rows all known"):
+        ct.add_column(col, justify="right")
+    for c in result["coverage"]:
+        ct.add_row(str(c["min_count"]), f"{c['size']:,}", f"{c['train_coverage']:.2%}", f"{c['valid_coverage']:.2%}",
+                   f"{c['valid_rows_known']:.2%}")
+    textlab.show(t, lt, ct)

@@ -19,41 +19,7 @@ declares the fields it uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from textlab import MISSING_MEANS
-
-# n-gram hashes: mix64 since 2026-11-22; checkpoints written before the field existed used linear
-NGRAM_HASHES = ("mix64", "linear")
-
-
-@dataclass
-class RNNConfig:
-    vocab_size: int = 20_000
-    num_classes: int = 4
-    rnn: str = "gru"  # rnn | gru | lstm
-    emb_dim: int = 128
-    hidden_dim: int = 128
-    layers: int = 1
-    bidirectional: bool = True
-    aggregation: str = "max"  # max | mean | last
-    concat_last: bool = False
-    dropout: float = 0.3
-    ngram_dim: int = 0  # > 0: add a bag-of-n-grams branch of this size beside the recurrent features
-    buckets: int = 1_000_000
-    ngrams: int = 2
-    ngram_hash: str = field(default="mix64", metadata={MISSING_MEANS: "linear"})
-
-
-@dataclass
-class BowConfig:
-    vocab_size: int = 20_000
-    num_classes: int = 4
-    emb_dim: int = 32
-    buckets: int = 1_000_000  # hashed n-gram embeddings
-    ngrams: int = 2  # 1: words only, 2: + bigrams, 3: + trigrams
-    dropout: float = 0.3  # share of words and n-grams left out of each average while training
-    ngram_hash: str = field(default="mix64", metadata={MISSING_MEANS: "linear"})
+from .config import NGRAM_HASHES, BowConfig, RNNConfig  # noqa: F401  (the configs live in config.py: no torch there)
 
 
 def padding_mask(lengths, steps: int):
