@@ -290,9 +290,10 @@ def test_bow_model_and_analyze_runs(cli, tmp_path):
     (run,) = runs_of(tmp_path / "runs")
     assert run.name.endswith("-bow")
     assert json.loads((run / "run.json").read_text())["best"]["value"] > 0.6
-    res = cli("analyze", run)
+    res = cli("analyze", run, "--json")
     assert res.code == 0, res.err
-    assert "valid" in res.out and (run / "plots" / "accuracy.png").exists() and (run / "plots" / "loss.png").exists()
+    made = Path(json.loads(res.out)["out"])  # the comparison has a folder of its own (never the run's)
+    assert (made / "accuracy.png").exists() and (made / "loss.png").exists() and not (run / "plots").exists()
 
 
 def test_train_help_lists_the_registered_models(cli):

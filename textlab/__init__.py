@@ -25,7 +25,7 @@ _FROM: dict[str, tuple[str, ...]] = {
               "resolve", "split_files", "textlab_home", "write_json"),
     ".engine": ("Callback", "Engine", "FitResult", "Fitted", "Schedule", "adamw", "fit", "seed_everything"),
     ".errors": ("CheckpointError", "DataError", "PluginError", "TextlabError", "UsageError"),
-    ".execute": ("execute",),
+    ".runner": ("execute",),
     ".hookspecs": ("hookimpl", "hookspec"),
     ".invocation": ("Invocation",),
     ".options": ("Duration", "Options", "option"),

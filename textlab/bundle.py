@@ -135,7 +135,7 @@ def run_prep_verbs(name: str, home: Path, verbs: list[str], prepare: Callable[[s
     `prepare(verb, name)` gives each verb's invocation; its tables go to stderr (they are progress of
     the bundle: stdout stays the bundle's result)."""
     from .console import json_mode, set_json, to_stderr
-    from .execute import execute
+    from .runner import execute
 
     done = []
     as_json = json_mode()

@@ -3,7 +3,7 @@
 Each verb is a group whose commands are the tasks that support it; each command's options come
 from the verb's options dataclass (`options.py`) and the core's (`invocation.TaskCore` and its
 kinds). A command parses, makes an `Invocation` and executes it; everything else (runs, resumes,
-sweeps, several processes) is in `invocation.py` and `execute.py`, which tests and notebooks call
+sweeps, several processes) is in `invocation.py` and `runner.py`, which tests and notebooks call
 without the command line. Artifact-first verbs (eval, neighbors, generate...) resolve their first
 argument, a run directory or checkpoint, to the task that wrote it, then parse the rest of the line
 with that task's options.
@@ -30,7 +30,7 @@ from . import options as O
 from ._typer import ClickException, ClickUsageError, NoArgsIsHelpError, remaining_args
 from .console import error_line, json_mode, out, set_json, status, warn
 from .errors import PluginError, TextlabError, UsageError, first_line
-from .execute import execute
+from .runner import execute
 from .invocation import Invocation, Verb, get_verb
 from .plugins import registry
 
@@ -243,12 +243,19 @@ class VerbGroup(TyperGroup):
         if first in self.commands and any(a in ("--help", "-h") for a in args[1:]) and not Path(first).exists():
             return first, self.commands[first], args[1:]  # `textlab eval TASK --help`: that task's options
         which = "last" if "--checkpoint=last" in args or _after(args, "--checkpoint") == "last" else "best"
-        makers = [t.quickstart for t in registry().tasks_for(self.verb) if t.quickstart]
-        artifact = open_artifact(first, which=which, make_one=makers[0] if len(makers) == 1 else None)
+        artifact = open_artifact(first, which=which, make_one=self._quickstart(first))
         registry().task(artifact.task, self.verb)
         ctx.meta["textlab.artifact"] = artifact
         ctx.meta["textlab.target"] = first
         return first, self.commands[artifact.task], args[1:]
+
+    def _quickstart(self, target: str) -> str | None:
+        """How to make a run that `target` (which does not exist) could have been: the quickstart of the
+        only task with this verb, or of the task the path names (runs/gla/...)."""
+        tasks = [t for t in registry().tasks_for(self.verb) if t.quickstart]
+        named = [t for t in tasks if t.name in Path(str(target)).parts or t.name in Path(str(target)).name]
+        chosen = named if len(named) == 1 else tasks
+        return chosen[0].quickstart if len(chosen) == 1 else None
 
     def _task_from_file(self, ctx: Any, args: list[str]) -> tuple[str, Any, list[str]]:
         """`textlab train --resume RUN [options]` / `textlab train --config FILE`: the task comes from
@@ -389,7 +396,7 @@ def _rerun_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Start a new run with a past run's resolved options, changed where told (--set KEY=VALUE)."""
-    from .execute import rerun
+    from .runner import rerun
     from .rundir import locate_run
 
     changes = {}
@@ -613,7 +620,7 @@ def _add_train_options(sub: typer.Typer) -> None:
 # ============================================================================ entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every user error is one line on stderr."""
-    from .execute import ChildrenFailed, Interrupted  # noqa: F811
+    from .runner import ChildrenFailed, Interrupted  # noqa: F811
 
     debug = bool(os.environ.get("TEXTLAB_DEBUG"))
     clean = False

@@ -112,7 +112,9 @@ class Schedule:
     warmup: int = 0
     min_ratio: float = 0.0
 
-    def factor(self, step: int, progress: float) -> float:
+    def factor(self, step: int, progress: float, planned: int | None = None) -> float:
+        """The factor at optimizer step `step` (0-based), `progress` of the way through training
+        (0..1), `planned` steps in all (when known: the linear decay then starts after the warm-up)."""
         warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
         if self.shape == "constant":
             return warm
@@ -122,7 +124,9 @@ class Schedule:
         if self.shape == "linear":  # after the warm-up, 1 -> min_ratio over the remaining steps
             if self.warmup and step < self.warmup:
                 return warm
-            return max(self.min_ratio, 1.0 - (1.0 - self.min_ratio) * p)
+            w = self.warmup / planned if planned and self.warmup < planned else 0.0
+            q = max(0.0, (p - w) / (1.0 - w))
+            return max(self.min_ratio, 1.0 - (1.0 - self.min_ratio) * q)
         if self.shape == "cosine":
             return warm * (self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
         raise ValueError(f"unknown schedule shape {self.shape!r}")
@@ -307,7 +311,7 @@ class Engine:
         if self.schedule is not None and self.scheduler is None:
             sched = self.schedule
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda s: sched.factor(s, self._fraction_at(s)))
+                self.optimizer, lambda s: sched.factor(s, self._fraction_at(s), self._planned))
         if self.run.resumed:
             self._restore()
 

@@ -7,7 +7,7 @@
 It is made from the command line (`cli.py` parses, then calls `Invocation.from_cli`), from a run's
 stored record (`from_record`: resume and rerun), from a grid point of a sweep (`with_changes`), or
 in Python (`make`). Whatever made it, every value went through `options.coerce`, and
-`execute.execute` runs it the same way. Nothing here reads module globals or re-enters the
+`runner.execute` (`textlab.execute`) runs it the same way. Nothing here reads module globals or re-enters the
 command-line parser.
 """
 

@@ -39,15 +39,17 @@ STATUSES = ("running", "finished", "failed", "interrupted")
 class Run:
     """A training run: its directory, metrics, checkpoints and status."""
 
-    def __init__(self, path: Path, info: dict, config: dict, *, resumed: bool = False):
-        """`config`: the run's options as a flat dict (what loggers such as TensorBoard record)."""
+    def __init__(self, path: Path, info: dict, config: dict, *, resumed: bool = False, started: float | None = None):
+        """`config`: the run's options as a flat dict (what loggers such as TensorBoard record).
+        `started`: when the command began (time.time()), so that its wall clock, which a time budget
+        counts, includes what happened before the run directory was made (reading the data)."""
         self.dir = Path(path)
         self.info = info
         self.config = config
         self.resumed = resumed
         self.is_main = distributed.is_main()
         self.stop_requested: str | None = None
-        self._t0 = time.time()
+        self._t0 = started if started is not None else time.time()
         self._prior = float(info.get("wall_time") or 0.0)
         self._loggers: list[Any] = []
         # new work written by this process; until then a bad-input error removes a new run, and
@@ -66,7 +68,8 @@ class Run:
     @classmethod
     def create(cls, task: str, label: str, config: dict, *, runs_dir: str | None = None, name: str | None = None,
                seed: int = 0, device: str = "cpu", loggers: list[str] | None = None,
-               path: str | os.PathLike | None = None, config_text: str | None = None) -> "Run":
+               path: str | os.PathLike | None = None, config_text: str | None = None,
+               started: float | None = None) -> "Run":
         """Make a new run directory (rank 0) and share its path with the other ranks.
 
         `config`: the run's options (a dict; or a record {"task", "verb", "options", "core"}), written
@@ -124,7 +127,7 @@ class Run:
         }
         if prior.get("slurm"):
             info["slurm"] = prior["slurm"]
-        run = cls(path, info, flat_config(config))
+        run = cls(path, info, flat_config(config), started=started)
         run._keep_dir = bool(fixed) and not given
         if run.is_main:
             write_config(path, config, config_text)
@@ -133,11 +136,11 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, resume: bool = False) -> "Run":
+    def open(cls, path: str | os.PathLike, *, resume: bool = False, started: float | None = None) -> "Run":
         """Reopen an existing run (to resume it, or to add results to it)."""
         path = locate_run(path)
         info = read_json(path / "run.json", "run.json")
-        run = cls(path, info, flat_config(read_config(path)), resumed=resume)
+        run = cls(path, info, flat_config(read_config(path)), resumed=resume, started=started)
         if resume:
             if not (path / "checkpoints" / "last.pt").exists():
                 raise UsageError(f"run {path} has no checkpoints/last.pt to resume from")

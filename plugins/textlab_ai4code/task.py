@@ -66,6 +66,7 @@ def textlab_tasks():
         help="Put notebook cells back in order (Kaggle AI4Code; Kendall tau).",
         verbs={"prep": prep, "analyze": analyze, "train": train, "eval": evaluate, "generate": generate},
         monitor=MONITOR,
+        quickstart="textlab train ai4code --data sample",
     )]
 
 

@@ -90,6 +90,7 @@ def textlab_tasks():
         help="Gated Linear Attention character LM on a CPU (and a same-size Transformer to compare).",
         verbs={"prep": prep, "vocab": vocab, "train": train, "eval": evaluate, "generate": generate},
         monitor="valid/bpc",
+        quickstart="textlab train gla --data sample",
     )]
 
 

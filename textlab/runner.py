@@ -16,6 +16,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,14 @@ def train_one(inv: Invocation, *, resume_dir: Path | None = None, name_suffix: s
     from .plugins import registry
     from .runs import Run
 
+    started = time.time()  # the run's clock (and a --time-budget) covers what resolving does: reading the data
     inv = inv.resolved()  # bad options fail here, before a run directory exists
     core = inv.core
     for logger in core.logger:
         registry().logger(logger)
     seed_everything(core.seed)
     if resume_dir is not None:
-        run = Run.open(resume_dir, resume=True)
+        run = Run.open(resume_dir, resume=True, started=started)
         if run.is_main:
             run.info["resumes"][-1]["changed"] = {k: _value(inv, k) for k in sorted(inv.given)}
             write_record(run.dir, inv)
@@ -104,7 +106,7 @@ def train_one(inv: Invocation, *, resume_dir: Path | None = None, name_suffix: s
         name = "-".join(p for p in (core.name, name_suffix) if p) or None
         run = Run.create(inv.task, label, inv.record(), runs_dir=core.runs_dir, name=name, seed=core.seed,
                          device=str(distributed.resolve_device(core.device)), loggers=list(core.logger),
-                         config_text=inv.config_toml())
+                         config_text=inv.config_toml(), started=started)
         run.update(options_given=sorted(inv.given - {"json_output", "runs_dir", "resume", "nproc", "config"}),
                    **data_facts(inv), **({"parent": inv.parent} if inv.parent else {}))
     with run:
