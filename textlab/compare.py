@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .runs import read_metrics
+from .runs import read_info, read_metrics
 
 # logged values that are settings, not results: no better or worse (best = last)
 SETTINGS = {"lr", "learning_rate"}
@@ -22,7 +22,7 @@ def summarize(run_dirs: list[Path]) -> list[dict]:
     reg = registry()
     rows = []
     for run_dir in run_dirs:
-        info = _info(run_dir)
+        info = read_info(run_dir)
         series: dict[tuple[str, str], list[dict]] = defaultdict(list)
         for rec in read_metrics(run_dir):
             series[(rec["split"], rec["name"])].append(rec)
@@ -45,7 +45,7 @@ def rank_runs(rows: list[dict], run_dirs: list[Path]) -> tuple[list[Path], str |
     The monitor is the task's (`TaskSpec.monitor`), else the metric each run kept best.pt by."""
     from .plugins import registry
 
-    infos = {d.name: _info(d) for d in run_dirs}
+    infos = {d.name: read_info(d) for d in run_dirs}
     monitor = None
     for info in infos.values():
         task = registry().tasks.get(str(info.get("task")))
@@ -86,16 +86,6 @@ def _fmt(v: float) -> str:
     if v and abs(v) < 1e-3:
         return f"{v:.2e}"  # a learning rate of 3e-5 is not 0.0000
     return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
-
-
-def _info(run_dir: Path) -> dict:
-    import json
-
-    try:
-        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 # ============================================================================ learning curves
@@ -275,7 +265,7 @@ def run_facts(run_dir: Path) -> list[tuple[str, str, Any]]:
     """(section, key, value) of everything `diff` compares about a run."""
     from .runs import flat_config, read_config
 
-    info = _info(run_dir)
+    info = read_info(run_dir)
     rows: list[tuple[str, str, Any]] = []
     record = read_config(run_dir)
     for key, value in (record.get("options") or (flat_config(record) if "options" not in record else {})).items():

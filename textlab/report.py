@@ -18,6 +18,7 @@ from typing import Any
 
 from ._version import __version__
 from .compare import SETTINGS, plot_curves, rank_runs, summarize
+from .runs import read_info
 
 MAX_ROWS = 200  # rows of one table in the report (more: a note says how many were left out)
 CSS = """
@@ -97,14 +98,6 @@ def json_tables(obj: Any, title: str, depth: int = 0) -> list[str]:
     return parts
 
 
-def _info(run: Path) -> dict:
-    try:
-        data = json.loads((run / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def differing_options(runs: list[Path]) -> str:
     from .runs import flat_config, read_config
 
@@ -121,7 +114,7 @@ def differing_options(runs: list[Path]) -> str:
 
 
 def run_section(run: Path, rows: list[dict]) -> list[str]:
-    info = _info(run)
+    info = read_info(run)
     best = info.get("best") if isinstance(info.get("best"), dict) else {}
     facts = [["task", info.get("task")], ["model", info.get("model")], ["status", info.get("status")],
              ["best", f"{best.get('metric')} = {cell(best.get('value'))} at step {best.get('step')}" if best else None],

@@ -514,6 +514,15 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def read_info(run_dir: str | os.PathLike) -> dict:
+    """A run's run.json as a dict, or {} when it is missing or not one (for listings and reports)."""
+    try:
+        data = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def list_runs(runs_dir: str | os.PathLike | None = None, task: str | None = None) -> list[dict]:
     """Every run under the root: run.json plus its path and a liveness check for 'running'."""
     root = runs_root(runs_dir)
@@ -521,11 +530,8 @@ def list_runs(runs_dir: str | os.PathLike | None = None, task: str | None = None
         return []
     rows = []
     for info_path in sorted(root.glob("*/*/run.json")):
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if not isinstance(info, dict):
+        info = read_info(info_path.parent)
+        if not info:
             continue  # not a run.json textlab wrote
         if task and info.get("task") != task:
             continue
