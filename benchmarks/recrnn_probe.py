@@ -27,7 +27,9 @@ def run(ds, model_kind: str = "rec", steps: int = 500, r: int = 1, lr: float = 3
         adapter_eye: bool = False, **over) -> list[float]:
     from textlab_recrnn.config import PRESETS, RecrnnConfig
     from textlab_recrnn.model import build_plain, build_recurrent, losses
-    from textlab_recrnn.train import TrainSettings, batch_indices, lr_at, make_optimizer, take
+    from textlab_recrnn.train import batch_indices, take
+
+    import textlab
 
     torch.manual_seed(0)
     cfg = RecrnnConfig(**{**PRESETS["cpu"], "token_mix": 3, "vocab_size": len(ds.vocab), "pad_id": ds.pad_id, **over})
@@ -35,13 +37,13 @@ def run(ds, model_kind: str = "rec", steps: int = 500, r: int = 1, lr: float = 3
     if adapter_eye and getattr(model, "adapter", None) is not None:
         with torch.no_grad():
             model.adapter.weight[:, cfg.dim:] = torch.eye(cfg.dim)
-    settings = TrainSettings(lr=lr, batch_size=32, warmup=100)
-    opt = make_optimizer(model, settings)
+    opt = textlab.adamw(model, lr, 0.01)  # what the train verb uses (decay on matrices only)
+    schedule = textlab.Schedule("constant", warmup=100)
     train = ds.splits["train"]
     accs = []
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, settings)
+            group["lr"] = lr * schedule.factor(step, 0.0)
         seq, length = take(train, batch_indices(train, 32, 0, step, level), "cpu")
         out = losses(model, seq, length, "single", ds.pad_id, (0, r), generator=torch.Generator().manual_seed(step))
         opt.zero_grad()

@@ -341,3 +341,13 @@ def test_a_run_still_training_is_not_resumed_beside_itself(cli, toy, tmp_path):
     (run / "run.json").write_text(json.dumps(info))
     res = cli("train", "--resume", run, "--steps", "20")
     assert res.code == 2 and f"still training (process {parent})" in res.err and len(res.err_lines) == 1
+
+
+def test_typer_still_vendors_click_where_textlab_imports_it():
+    """textlab imports typer's private copy of click in one place (textlab/_typer.py); a typer release
+    that moves it fails here, not in a user's error handling."""
+    from textlab import _typer
+
+    assert issubclass(_typer.ClickUsageError, _typer.ClickException)
+    assert _typer.NoArgsIsHelpError.__module__.startswith("typer._click")
+    assert _typer.CompletionItem("x").value == "x"
