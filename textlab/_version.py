@@ -1,3 +1,3 @@
 """The version of textlab (one place: pyproject.toml reads it too? no: keep the two in step)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -79,7 +79,8 @@ def job_script(*, run_dir: Path, args: list[str], home: Path | None, runs: Path,
         sb.append(f"--qos={qos}")
     lines = ["#!/bin/bash", "# written by `textlab submit`; kept in the run directory"]
     lines += [f"#SBATCH {s}" for s in sb] + [f"#SBATCH {e}" for e in extra]
-    env = {"TEXTLAB_RUNS": str(runs), "TEXTLAB_RUN_DIR": str(run_dir), "TEXTLAB_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+    # no TEXTLAB_PROGRESS=0: outside a terminal textlab logs plain lines (one per evaluation) into slurm-<job>.out
+    env = {"TEXTLAB_RUNS": str(runs), "TEXTLAB_RUN_DIR": str(run_dir), "PYTHONUNBUFFERED": "1"}
     if home:
         env["TEXTLAB_HOME"] = str(home)
     if offline:

@@ -8,4 +8,4 @@ the Hogwild training loop), `evaluate.py` (neighbours, analogies, word-pair simi
 implementations).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
