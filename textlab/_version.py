@@ -1,3 +1,3 @@
-"""The version of textlab (one place: pyproject.toml reads it too? no: keep the two in step)."""
+"""The version of textlab: the one place it is written (pyproject.toml reads it from here)."""
 
 __version__ = "0.2.0"
