@@ -369,7 +369,9 @@ def split_config(data: Mapping[str, Any], verb: Verb, prefix: str) -> tuple[dict
             for k, v in value.items():
                 target = core if O.normalize_key(k) in core_names else opts
                 target[O.normalize_key(k)] = v
-        elif name == "sweep" and isinstance(value, dict):
+        elif name == "sweep":
+            if not isinstance(value, dict):
+                raise UsageError(f"{prefix}sweep must be a table of value lists", hint="[sweep]  lr = [0.1, 0.2]")
             sweep = {O.normalize_key(k): v for k, v in value.items()}
         elif name in core_names:
             core[name] = value

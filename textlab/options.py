@@ -527,6 +527,8 @@ def read_config_file(path: Path) -> dict:
     from .errors import DataError
 
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"--config {path} is a folder; give a .toml or .yaml file")
     if not path.is_file():
         raise DataError(f"--config {path}: no such file")
     suffix = path.suffix.lower()
