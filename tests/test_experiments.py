@@ -296,3 +296,15 @@ def test_mlflow_logger_round_trips_through_mlflows_own_client(cli, toy, tmp_path
     logged = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
               if (r["split"], r["name"]) == ("valid", "accuracy")]
     assert [(m.step, round(m.value, 6)) for m in history] == [(r["step"], round(r["value"], 6)) for r in logged]
+
+
+def test_a_config_file_is_refused_with_a_resume(cli, toy, tmp_path):
+    assert cli("train", "toy", "--steps", "5").code == 0
+    (run,) = runs_of(tmp_path / "runs")
+    exp = tmp_path / "exp.toml"
+    exp.write_text("steps = 9\n")
+    before = (run / "config.toml").read_text()
+    for args in (("train", "--resume", run, "--config", exp), ("train", "--config", exp, "--resume", run)):
+        res = cli(*args)
+        assert res.code == 2 and len(res.err_lines) == 1 and "--config starts a new run" in res.err, res.err
+    assert (run / "config.toml").read_text() == before

@@ -263,16 +263,17 @@ class VerbGroup(TyperGroup):
         from .data import read_json
         from .rundir import locate_run
 
+        lead: list[str] = []
+        if ctx.params.get("config"):
+            path = Path(ctx.params["config"])
+            task = str(O.read_config_file(path).get("task") or "")
+            if not task and not ctx.params.get("resume"):
+                raise UsageError(f"--config {path} does not name its task", hint="textlab train TASK --config FILE")
+            lead += ["--config", str(path)]
         if ctx.params.get("resume"):
             run_dir = locate_run(ctx.params["resume"])
             task = str(read_json(run_dir / "run.json", "run.json").get("task"))
-            lead = ["--resume", str(run_dir)]
-        else:
-            path = Path(ctx.params["config"])
-            task = str(O.read_config_file(path).get("task") or "")
-            if not task:
-                raise UsageError(f"--config {path} does not name its task", hint="textlab train TASK --config FILE")
-            lead = ["--config", str(path)]
+            lead += ["--resume", str(run_dir)]
         registry().task(task, "train")
         rest = args[1:] if args and args[0] == task else list(args)
         return task, self.commands[task], [*lead, *rest]

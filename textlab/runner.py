@@ -173,6 +173,9 @@ def resume_invocation(inv: Invocation) -> tuple[Invocation, Path]:
                              hint=f"drop --{key}, or start a new run with it")
     if inv.grid:
         raise UsageError("--sweep starts new runs; it cannot be combined with --resume")
+    if inv.core.config is not None:
+        raise UsageError("--config starts a new run; a resume keeps the run's own options",
+                         hint="give the options to change on the command line after --resume RUN")
     task_given = {k for k in inv.given if hasattr(inv.options, k)}
     core_given = {k for k in inv.given if k in ("device", "threads", "logger", "name")}
     opts = dataclasses.replace(stored.options, **{k: getattr(inv.options, k) for k in task_given})
