@@ -68,9 +68,11 @@ def execute(inv: Invocation, artifact: Any = None) -> Any:
 def train(inv: Invocation) -> Any:
     core = inv.core
     device = distributed.resolve_device(core.device)  # "no CUDA GPU" here, not in each process
-    if core.print_config:
-        text = resume_invocation(inv)[0].resolved().config_toml() if core.resume else inv.resolved().config_toml()
-        out.print(text, markup=False, highlight=False, end="")
+    if core.print_config:  # as TOML (as config.toml holds it), or under --json as one JSON document
+        resolved = (resume_invocation(inv)[0] if core.resume else inv).resolved()
+        if core.json_output:
+            return {**resolved.record(), **({"sweep": dict(inv.grid)} if inv.grid else {})}
+        out.print(resolved.config_toml(), markup=False, highlight=False, end="")
         return None
     if core.nproc > 1 and distributed.world_size() == 1:
         return relaunch(inv)
