@@ -140,3 +140,32 @@ def test_ctrl_c_when_the_pipe_we_print_to_died_too_marks_the_run_interrupted(toy
 def test_a_missing_checkpoint_is_a_usage_error(cli, tmp_path):
     res = cli("eval", tmp_path / "nope.pt")
     assert res.code == 2 and len(res.err_lines) == 1 and "no such run directory or checkpoint" in res.err
+
+
+def test_a_runs_folder_that_is_a_file_is_one_line(cli, toy, tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("TEXTLAB_RUNS", str(afile))
+    for args in (("train", "toy", "--steps", "3"), ("runs",)):
+        res = cli(*args)
+        assert res.code == 2 and len(res.err_lines) == 1 and "is a file, not a folder" in res.err, res.err
+
+
+def test_a_logger_that_cannot_start_leaves_the_run_as_it_was(cli, toy, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    assert cli("train", "toy", "--steps", "5").code == 0
+    (run,) = runs_of(tmp_path / "runs")
+    before = {n: (run / n).read_bytes() for n in ("run.json", "config.toml")}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus-scheme://nowhere")
+    res = cli("train", "--resume", run, "--steps", "8", "--logger", "mlflow")
+    assert res.code == 1 and len(res.err_lines) == 1 and "--logger mlflow could not start" in res.err, res.err
+    assert {n: (run / n).read_bytes() for n in before} == before
+    res = cli("train", "toy", "--steps", "5", "--logger", "mlflow", "--name", "new")
+    assert res.code == 1 and len(runs_of(tmp_path / "runs")) == 1  # a new run leaves no directory behind
+
+
+def test_a_logger_given_to_a_resume_is_used(cli, toy, tmp_path):
+    assert cli("train", "toy", "--steps", "5").code == 0
+    (run,) = runs_of(tmp_path / "runs")
+    assert cli("train", "--resume", run, "--steps", "10", "--logger", "csv").code == 0
+    assert (run / "metrics.csv").exists() and json.loads((run / "run.json").read_text())["loggers"] == ["csv"]

@@ -122,10 +122,8 @@ class MLflowLogger:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{runs_root().resolve() / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=uri)
         id_file = self._run_dir / "mlflow_run_id"
-        if id_file.exists():  # a resume: go on logging into the same MLflow run
-            self.run_id = id_file.read_text().strip()
-            self.client.update_run(self.run_id, status="RUNNING")
-            return
+        if id_file.exists() and self._reopen(id_file.read_text(errors="replace").strip()):
+            return  # a resume: go on logging into the same MLflow run
         name = f"textlab-{self._run_dir.parent.name}"
         found = self.client.get_experiment_by_name(name)
         experiment = found.experiment_id if found else self.client.create_experiment(name)
@@ -135,6 +133,16 @@ class MLflowLogger:
         id_file.write_text(self.run_id + "\n")
         for key, value in _scalar_params(config).items():
             self.client.log_param(self.run_id, key, str(value)[:500])
+
+    def _reopen(self, run_id: str) -> bool:
+        """Log into the MLflow run a resumed run used before, if this store has it."""
+        try:
+            self.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - another store, or a damaged id file: a new MLflow run
+            return False
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+        return True
 
     def log(self, record: dict) -> None:
         import math

@@ -14,8 +14,13 @@ from .errors import UsageError
 
 
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
-    """`--runs-dir`, else `TEXTLAB_RUNS`, else `./runs`."""
-    return Path(runs_dir or os.environ.get("TEXTLAB_RUNS") or "runs").expanduser()
+    """`--runs-dir`, else `TEXTLAB_RUNS`, else `./runs` (a file there is one usage line)."""
+    root = Path(runs_dir or os.environ.get("TEXTLAB_RUNS") or "runs").expanduser()
+    if root.exists() and not root.is_dir():
+        where = "--runs-dir" if runs_dir else ("TEXTLAB_RUNS" if os.environ.get("TEXTLAB_RUNS") else "./runs")
+        raise UsageError(f"the runs folder {root} ({where}) is a file, not a folder",
+                         hint="point --runs-dir or TEXTLAB_RUNS at a folder")
+    return root
 
 
 def is_run_dir(path: Path) -> bool:

@@ -98,7 +98,7 @@ def train_one(inv: Invocation, *, resume_dir: Path | None = None, name_suffix: s
         registry().logger(logger)
     seed_everything(core.seed)
     if resume_dir is not None:
-        run = Run.open(resume_dir, resume=True, started=started)
+        run = Run.open(resume_dir, resume=True, started=started, loggers=list(core.logger))
         if run.is_main:
             run.info["resumes"][-1]["changed"] = {k: _value(inv, k) for k in sorted(inv.given)}
             write_record(run.dir, inv)

@@ -132,12 +132,14 @@ class Run:
         if run.is_main:
             write_config(path, config, config_text)
             write_json(path / "run.json", info)
-        run._open_loggers()
+        run._start_loggers()
         return run
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, resume: bool = False, started: float | None = None) -> "Run":
-        """Reopen an existing run (to resume it, or to add results to it)."""
+    def open(cls, path: str | os.PathLike, *, resume: bool = False, started: float | None = None,
+             loggers: list[str] | None = None) -> "Run":
+        """Reopen an existing run (to resume it, or to add results to it). `loggers`: the resume's
+        (the run's own, or those given to it)."""
         path = locate_run(path)
         info = read_json(path / "run.json", "run.json")
         run = cls(path, info, flat_config(read_config(path)), resumed=resume, started=started)
@@ -160,8 +162,10 @@ class Run:
                                  for n in ("run.json", "config.toml")}
                 run.info.setdefault("resumes", []).append({"at": _now(), "command": _command_line()})
                 run.info.update(status="running", end=None, pid=os.getpid(), host=socket.gethostname(), error=None)
+                if loggers is not None:
+                    run.info["loggers"] = list(loggers)
                 write_run_json(path, run.info)
-            run._open_loggers()
+            run._start_loggers()
         return run
 
     # ------------------------------------------------------------------ places
@@ -432,14 +436,28 @@ class Run:
             except OSError:
                 pass
 
+    def _start_loggers(self) -> None:
+        """Open the loggers; one that cannot start leaves the run as it was (a new run: no directory)."""
+        try:
+            self._open_loggers()
+        except BaseException:
+            self.discard()
+            raise
+
     def _open_loggers(self) -> None:
         if not self.is_main:
             return
+        from .errors import first_line
         from .plugins import registry
 
         for name in self.info.get("loggers") or []:
             spec = registry().logger(name)
-            self._loggers.append(spec.factory(self.dir, self.config))
+            try:
+                self._loggers.append(spec.factory(self.dir, self.config))
+            except TextlabError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a tracker that cannot start is one line
+                raise TextlabError(f"--logger {name} could not start: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _claim_fixed_dir(path: Path) -> tuple[Path, dict]:
