@@ -169,3 +169,14 @@ def test_a_logger_given_to_a_resume_is_used(cli, toy, tmp_path):
     (run,) = runs_of(tmp_path / "runs")
     assert cli("train", "--resume", run, "--steps", "10", "--logger", "csv").code == 0
     assert (run / "metrics.csv").exists() and json.loads((run / "run.json").read_text())["loggers"] == ["csv"]
+
+
+def test_options_that_place_a_new_run_are_refused_with_a_resume(cli, toy, tmp_path):
+    assert cli("train", "toy", "--steps", "5").code == 0
+    (run,) = runs_of(tmp_path / "runs")
+    for extra in (("--name", "x"), ("--runs-dir", tmp_path / "elsewhere")):
+        res = cli("train", "--resume", run, "--steps", "8", *extra)
+        assert res.code == 2 and len(res.err_lines) == 1 and "a resume continues in" in res.err, res.err
+    res = cli("eval", run / "checkpoints" / "best.pt", "--checkpoint", "last")
+    assert res.code == 2 and "--checkpoint last picks a checkpoint of a run directory" in res.err
+    assert cli("eval", run, "--checkpoint", "last").code == 0

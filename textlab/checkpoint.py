@@ -289,6 +289,9 @@ def open_artifact(target: str | os.PathLike, *, which: str = "best", device: Any
         if ckpt is None:
             raise CheckpointError(f"run {path} has no checkpoint yet (checkpoints/best.pt or last.pt)")
     else:
+        if which == "last":
+            raise UsageError(f"--checkpoint last picks a checkpoint of a run directory; {path} is a checkpoint file",
+                             hint="pass the run directory, or the file you want")
         ckpt = path
         if path.parent.name == "checkpoints" and (path.parent.parent / "run.json").exists():
             run_dir = path.parent.parent

@@ -178,8 +178,13 @@ def resume_invocation(inv: Invocation) -> tuple[Invocation, Path]:
     if inv.core.config is not None:
         raise UsageError("--config starts a new run; a resume keeps the run's own options",
                          hint="give the options to change on the command line after --resume RUN")
+    for key in ("name", "runs_dir"):  # they place a new run directory; a resume has one
+        if key in inv.given:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} names a new run directory; a resume continues in {run_dir}",
+                             hint=f"drop {flag}, or start a new run (textlab rerun {run_dir})")
     task_given = {k for k in inv.given if hasattr(inv.options, k)}
-    core_given = {k for k in inv.given if k in ("device", "threads", "logger", "name")}
+    core_given = {k for k in inv.given if k in ("device", "threads", "logger")}
     opts = dataclasses.replace(stored.options, **{k: getattr(inv.options, k) for k in task_given})
     core = dataclasses.replace(stored.core, **{k: getattr(inv.core, k) for k in core_given},
                                json_output=inv.core.json_output, runs_dir=inv.core.runs_dir)
