@@ -20,6 +20,7 @@ the method of textlab 0.1 with LightGBM in place of scikit-learn's boosted trees
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import tempfile
@@ -69,7 +70,7 @@ class ShardWriter:
     def flush(self) -> None:
         if self.buffered:
             path = self.folder / f"{self.name}-{len(self.paths):05d}.npy"
-            np.save(path, np.concatenate(self.buffer))
+            np.save(path, np.concatenate(self.buffer).astype(np.float32, copy=False))
             self.paths.append(path)
             self.buffer, self.buffered = [], 0
 
@@ -84,47 +85,68 @@ class ShardWriter:
 
 class ViewStore:
     """The notebooks' Views (similarities and cell features) of pass 1, appended to one float32
-    file and read back by pass 2, so that no notebook is read or tokenised twice."""
+    file and read back by pass 2, so that no notebook is read or tokenised twice. Read with
+    plain reads, not a memory map: pages of a map that were read count in the process's memory."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.fh = open(path, "wb")
+        self.fh = open(path, "w+b")
         self.offsets, self.shapes = [0], []
-        self.data: Any = None
 
     def add(self, v: F.View) -> None:
         a = v.arrays()
-        a.tofile(self.fh)
+        self.fh.write(a.tobytes())
         self.offsets.append(self.offsets[-1] + len(a))
         self.shapes.append((v.M, v.C))
 
     def close(self) -> None:
-        if not self.fh.closed:
-            self.fh.close()
+        self.fh.close()
+
+    def __len__(self) -> int:
+        return len(self.shapes)
 
     def __getitem__(self, k: int) -> F.View:
-        if self.data is None:
-            self.close()
-            self.data = np.memmap(self.path, dtype=np.float32, mode="r")
-        return F.View.from_arrays(np.array(self.data[self.offsets[k]:self.offsets[k + 1]]), *self.shapes[k])
+        self.fh.flush()
+        lo, hi = self.offsets[k], self.offsets[k + 1]
+        flat = np.frombuffer(os.pread(self.fh.fileno(), 4 * (hi - lo), 4 * lo), dtype=np.float32)
+        return F.View.from_arrays(flat, *self.shapes[k])
 
 
 def sequences(paths: Sequence[Path]) -> list[Any]:
     """The shards as lightgbm.Sequence objects: LightGBM samples rows from them to place its bins,
-    then reads them in batches, so the float rows are never all in memory."""
+    then reads them in batches, so the float rows are never all in memory (plain reads, no map)."""
     import lightgbm as lgb
 
     class Shard(lgb.Sequence):
         batch_size = 65536
 
         def __init__(self, path: Path):
-            self.rows = np.load(path, mmap_mode="r")
+            self.path = path
+            with open(path, "rb") as fh:
+                np.lib.format.read_magic(fh)
+                shape, _, _ = np.lib.format.read_array_header_1_0(fh)
+                self.start = fh.tell()
+            self.n, self.width = shape
+            self.fd = os.open(path, os.O_RDONLY)
+
+        def __del__(self) -> None:
+            os.close(self.fd)
 
         def __len__(self) -> int:
-            return len(self.rows)
+            return self.n
+
+        def _read(self, lo: int, hi: int) -> np.ndarray:
+            size = 4 * self.width
+            raw = os.pread(self.fd, size * (hi - lo), self.start + size * lo)
+            return np.frombuffer(raw, dtype=np.float32).reshape(hi - lo, self.width)
 
         def __getitem__(self, idx):  # single rows (LightGBM's sample of rows for its bins) as float64
-            return np.asarray(self.rows[idx], dtype=np.float32 if isinstance(idx, slice) else np.float64)
+            if isinstance(idx, slice):
+                lo, hi, _ = idx.indices(self.n)
+                return self._read(lo, hi)
+            if isinstance(idx, list):
+                return np.stack([self._read(i, i + 1)[0] for i in idx]).astype(np.float64)
+            return self._read(int(idx), int(idx) + 1)[0].astype(np.float64)
 
     return [Shard(p) for p in paths]
 
@@ -205,6 +227,11 @@ class Laps:
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.times[name], self._t = now - self._t, now
+
+    def disk(self, folder: Path) -> None:
+        """The most MB the temporary files took (`disk_mb`)."""
+        mb = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
+        self.times["disk_mb"] = max(self.times.get("disk_mb", 0.0), round(mb, 1))
 
 
 # ============================================================================ the two passes
@@ -325,6 +352,7 @@ def fit_stages(train: Sequence, text: F.TextModels, prior: np.ndarray, config: R
             writers = [ShardWriter(folder, "s1-all-half1"), ShardWriter(folder, "s1-all-half2")]
             pass_one(store, prior, offsets, halves, rate, seed, writers, should_stop)
         laps.lap("features")
+        laps.disk(folder)
         log(f"{sum(len(w.label_array()) for w in writers):,} sampled (markdown, gap) pairs x {len(F.PAIR_FEATURES)} "
             f"features from {len(train)} notebooks (shards in {folder})")
         if not two:
@@ -341,6 +369,7 @@ def fit_stages(train: Sequence, text: F.TextModels, prior: np.ndarray, config: R
         second = ShardWriter(folder, "s2")
         pass_two(store, prior, offsets, halves, scorers, rate, seed + 7, second, should_stop)
         laps.lap("features2")
+        laps.disk(folder)
         stage2 = fit_booster(second.paths, second.label_array(), config, seed=seed + 7, desc="stage 2",
                              should_stop=should_stop)
         laps.lap("stage2")

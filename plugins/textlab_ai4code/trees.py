@@ -141,7 +141,21 @@ def from_lightgbm(text: str) -> Forest:
     return Forest(*cat, roots=np.array([p[6] for p in parts], dtype=np.int64))
 
 
-def _walk_py(X, feature, thr, left, right, leaf, value, roots, out):  # pragma: no cover - compiled below
+PARALLEL_ROWS = 50_000  # below this, starting threads costs more than it saves
+
+
+def _walk_rows(X, feature, thr, left, right, leaf, value, roots, out):  # pragma: no cover - compiled below
+    for i in range(X.shape[0]):
+        s = 0.0
+        for t in range(roots.shape[0]):
+            node = roots[t]
+            while not leaf[node]:
+                node = left[node] if X[i, feature[node]] <= thr[node] else right[node]
+            s += value[node]
+        out[i] += s
+
+
+def _walk_rows_parallel(X, feature, thr, left, right, leaf, value, roots, out):  # pragma: no cover - compiled below
     for i in prange(X.shape[0]):
         s = 0.0
         for t in range(roots.shape[0]):
@@ -155,15 +169,20 @@ def _walk_py(X, feature, thr, left, right, leaf, value, roots, out):  # pragma: 
 try:
     from numba import njit, prange
 
-    _walk_compiled = njit(nogil=True, cache=True, parallel=True)(_walk_py)
+    _serial = njit(nogil=True, cache=True)(_walk_rows)
+    _parallel = njit(nogil=True, cache=True, parallel=True)(_walk_rows_parallel)
 
-    def _walk(*args) -> None:
-        """The compiled walk, over rows in parallel on as many threads as torch uses (`--threads`)."""
+    def _walk(X, *args) -> None:
+        """The compiled walk; over rows in parallel, on as many threads as torch uses (`--threads`), when there are many."""
         import numba
         import torch
 
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        _walk_compiled(*args)
+        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        if threads == 1 or len(X) < PARALLEL_ROWS:
+            _serial(X, *args)
+        else:
+            numba.set_num_threads(threads)
+            _parallel(X, *args)
 except ImportError:  # pragma: no cover - numba is a dependency; plain Python is slow but right
     prange = range
-    _walk = _walk_py
+    _walk = _walk_rows
