@@ -192,13 +192,17 @@ def fit_pointwise(train: Sequence[Notebook], config: PointwiseConfig):
 # ============================================================================ training (on the engine)
 def train_model(run: textlab.Run, opts: TrainOptions) -> dict:
     """Read the split (see `data.train_valid_split`), then train or fit `opts.model` into the run."""
-    hf_json = None
+    hf_json = encoder = None  # each fails in one line before any work
     if opts.model == "neural" and opts.tokenizer != "hash":
         from .hf import load_tokenizer_json
 
-        hf_json = load_tokenizer_json(opts.tokenizer, allow_hub=opts.hub)  # fails in one line before any work
+        hf_json = load_tokenizer_json(opts.tokenizer, allow_hub=opts.hub)
+    if opts.model == "transformer":
+        from .tformer import prepare_encoder
+
+        encoder = prepare_encoder(run, opts)
     train, valid, how = D.train_valid_split(opts.data, opts.valid_share, opts.split_seed, opts.limit)
-    if opts.model in ("pointwise", "ranker", "neural"):
+    if opts.model in ("pointwise", "ranker", "neural", "transformer"):
         usable(train)  # none with both code and markdown: one line before anything else
     textlab.status(f"{len(train)} training notebooks, {len(valid)} validation notebooks ({how})")
     extra = {"data": textlab.resolve(TASK, opts.data).reference(), "valid_share": opts.valid_share,
@@ -206,6 +210,14 @@ def train_model(run: textlab.Run, opts: TrainOptions) -> dict:
              "valid_notebooks": len(valid)}
     if opts.model == "neural":
         return train_neural(run, opts, train, valid, hf_json=hf_json, extra=extra)
+    if opts.model == "transformer":
+        from .tformer import train_transformer
+
+        return train_transformer(run, opts, encoder, train, valid, extra)
+    if opts.model == "blend":
+        from .blend import train_blend
+
+        return train_blend(run, opts, valid, extra)
     return train_fitted(run, opts, train, valid, extra)
 
 
