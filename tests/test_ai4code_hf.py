@@ -248,3 +248,19 @@ def test_bad_blend_members_are_one_line_and_leave_nothing(cli, tmp_path, toy):
     assert res.code == 0, res.err
     blend_run = next(p for p in runs_of(tmp_path) if p.name.endswith("-ok"))
     one_line(cli(*blend, "--member", a, "--member", blend_run), 2, "is a blend")
+
+
+def test_bundle_carries_the_encoder_folder_to_an_offline_node(cli, tmp_path, encoder, monkeypatch):
+    res = cli("bundle", "--task", "ai4code", "--out", tmp_path / "bundle", "--include", encoder, "--no-wheels")
+    assert res.code == 0, res.err
+    carried = tmp_path / "bundle" / "extra" / encoder.name
+    assert carried.is_dir()
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):  # what bundle/env.sh sets
+        monkeypatch.setenv(var, "1")
+    res = cli("train", "ai4code", "--model", "transformer", "--encoder", carried, "--limit", "8", *TINY_TF,
+              "--epochs", "1", "--name", "offline")
+    assert res.code == 0, res.err
+    run = runs_of(tmp_path)[0]
+    from textlab_ai4code.hf import folder_hashes
+
+    assert json.loads((run / "run.json").read_text())["encoder"]["files"] == folder_hashes(encoder)  # the same files
