@@ -35,7 +35,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ai4code"
-MODELS = ["appended", "similar", "pointwise", "neural", "ranker"]
+MODELS = ["appended", "similar", "pointwise", "neural", "ranker", "transformer", "blend"]
+DEFAULT_MODELS = ["appended", "similar", "pointwise", "neural", "ranker", "blend"]  # transformer: needs --encoder
+BLENDED = ("ranker", "neural", "transformer")  # the blend row blends those of them trained in the same command
 # --quick: fewer notebooks and smaller models, to check the pipeline in minutes
 QUICK = {"ranker": ["--trees", "40"], "neural": ["--epochs", "1"]}
 FULL = {"neural": ["--epochs", "8"]}
@@ -61,27 +63,47 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder in Kaggle layout")
     ap.add_argument("--quick", action="store_true", help="400 training notebooks, small models (minutes)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=MODELS)
+    ap.add_argument("--encoder", type=Path, default=None, help="the transformer's encoder folder")
+    ap.add_argument("--make-tiny-encoder", type=Path, default=None, metavar="DIR",
+                    help="write the tests' tiny random BERT-like encoder (2 layers, width 16) into DIR and stop")
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/ai4code[-quick].json)")
     ap.add_argument("--runs-dir", type=Path, default=REPO / "benchmarks" / "runs")
     args = ap.parse_args()
     if not (args.data / "train").is_dir():
         raise SystemExit(f"no data at {args.data} (expected train/ and train_orders.csv)")
+    if args.make_tiny_encoder:
+        sys.path.insert(0, str(REPO / "tests"))
+        from test_ai4code_hf import make_encoder
+
+        make_encoder(args.make_tiny_encoder)
+        return print(f"wrote {args.make_tiny_encoder}", file=sys.stderr)
     if args.scale:
         return scale_main(args)
+    if "transformer" in args.models and not args.encoder:
+        raise SystemExit("--models transformer needs --encoder DIR (see --make-tiny-encoder)")
     out = args.out or REPO / "benchmarks" / "results" / ("ai4code-quick.json" if args.quick else "ai4code.json")
     env = dict(os.environ, TEXTLAB_RUNS=str(args.runs_dir))
     common = ["--data", str(args.data), "--threads", str(args.threads), "--split-seed", "42", "--valid-share", "0.2"]
     if args.quick:
         common += ["--limit", "400"]
-    rows = []
-    for model in args.models:
+    rows, trained = [], {}
+    for model in sorted(args.models, key=lambda m: m == "blend"):  # the blend after its members
         extra = (QUICK if args.quick else FULL).get(model, [])
+        if model == "transformer":
+            extra = extra + ["--encoder", str(args.encoder)]
+        if model == "blend":
+            members = [trained[m] for m in BLENDED if m in trained]
+            if len(members) < 2:
+                raise SystemExit("the blend row blends the ranker, neural or transformer runs of the same command: "
+                                 "pass two of them in --models")
+            extra = [w for run in members for w in ("--member", str(run))]
         before = load()
         t0 = time.time()
         res = textlab(["train", "ai4code", *common, "--model", model, *extra, "--name", "bench"], env)
         wall = time.time() - t0
         run = Path(res["run"])
+        trained[model] = run
         info = json.loads((run / "run.json").read_text())
         fit = info.get("fit_time") or info.get("train_time") or wall
         mid = load()
@@ -95,6 +117,8 @@ def main() -> None:
             "notebooks": m["all"]["notebooks"], "fit_seconds": round(fit, 1), "train_command_seconds": round(wall, 1),
             "predict_seconds": ev["predict_time"], "load_before_fit": before, "load_before_predict": mid,
             "load_after": load(), "by_length": {k: v for k, v in m.items() if k != "all"},
+            **({"members": [trained[m].name for m in BLENDED if m in trained and m != "blend"],
+                **{k: v for k, v in (info.get("blend") or {}).items() if k != "members"}} if model == "blend" else {}),
         })
         print(f"{model}: Kendall tau {rows[-1]['kendall_tau']:.4f}  fit {fit:.0f}s  predict {ev['predict_time']:.0f}s "
               f"(load {before} / {mid} / {rows[-1]['load_after']})", file=sys.stderr)
@@ -240,7 +264,8 @@ def show(rows: list[dict], out: Path) -> None:
     for col in ("model", "Kendall tau", "mean tau", "Spearman", "right gap", "pos. MAE", "fit s", "predict s", "load"):
         t.add_column(col, justify="left" if col == "model" else "right")
     for r in sorted(rows, key=lambda r: r["kendall_tau"]):
-        t.add_row(r["model"], f"{r['kendall_tau']:.4f}", f"{r['mean_tau']:.4f}", f"{r['spearman']:.4f}",
+        name = r["model"] + (f" ({' + '.join(m.split('-')[-2] for m in r['members'])})" if r.get("members") else "")
+        t.add_row(name, f"{r['kendall_tau']:.4f}", f"{r['mean_tau']:.4f}", f"{r['spearman']:.4f}",
                   f"{r['gap_accuracy']:.3f}", f"{r['position_mae']:.2f}", f"{r['fit_seconds']:.0f}",
                   f"{r['predict_seconds']:.1f}", f"{r['load_before_fit']}/{r['load_before_predict']}")
     Console().print(t)

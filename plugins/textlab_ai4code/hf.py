@@ -147,7 +147,7 @@ def load_encoder(name: str, *, hub: bool) -> dict:
     except Exception as exc:  # noqa: BLE001 - missing or truncated weights
         raise textlab.DataError(f"cannot load the encoder's weights from {name}: {_first_line(exc)}") from None
     ids = special_ids(tok)
-    return {"model": model, "tokenizer_json": tok.backend_tokenizer.to_str(), "config_json": model.config.to_json_string(),
+    return {"model": without_pooler(model), "tokenizer_json": tok.backend_tokenizer.to_str(), "config_json": model.config.to_json_string(),
             "hidden": int(model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.d_model),
             "max_positions": int(getattr(model.config, "max_position_embeddings", 512) or 512),
             **ids, "files": folder_hashes(path) if local else {}}
@@ -172,4 +172,12 @@ def build_encoder(config_json: str) -> Any:
         config = transformers.AutoConfig.for_model(**data)
     except Exception as exc:  # noqa: BLE001
         raise textlab.CheckpointError(f"cannot rebuild the encoder from its stored config: {_first_line(exc)}") from None
-    return transformers.AutoModel.from_config(config) if cls is transformers.AutoModel else cls(config)
+    return without_pooler(transformers.AutoModel.from_config(config) if cls is transformers.AutoModel else cls(config))
+
+
+def without_pooler(model: Any) -> Any:
+    """The encoder without its pooler (BERT, RoBERTa...): the ranker reads the first token's state
+    itself, and weights that get no gradient stop DistributedDataParallel."""
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    return model
