@@ -84,6 +84,7 @@ def main() -> None:
         raise SystemExit("--models transformer needs --encoder DIR (see --make-tiny-encoder)")
     out = args.out or REPO / "benchmarks" / "results" / ("ai4code-quick.json" if args.quick else "ai4code.json")
     env = dict(os.environ, TEXTLAB_RUNS=str(args.runs_dir))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see measure()
     common = ["--data", str(args.data), "--threads", str(args.threads), "--split-seed", "42", "--valid-share", "0.2"]
     if args.quick:
         common += ["--limit", "400"]
@@ -178,7 +179,10 @@ def measure(data: Path, args: argparse.Namespace, runs: Path, name: str) -> dict
     """Train the ranker on `data` under /usr/bin/time; what it took."""
     import tempfile
 
+    # OpenMP threads that wait passively: on a machine shared with other jobs, LightGBM's and scikit-learn's
+    # spinning threads otherwise slow each other down many times over (set OMP_WAIT_POLICY to override)
     env = dict(os.environ, TEXTLAB_RUNS=str(runs), PYTHONPATH=f"{args.code}:{args.code / 'plugins'}", TEXTLAB_PROGRESS="0")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         before = load()
         t0 = time.time()
@@ -233,6 +237,7 @@ def scale_main(args: argparse.Namespace) -> None:
     xs = [r["train_notebooks"] for r in rows]
     extra = {key: fit_line(xs, [r[key] for r in rows], TARGET) for key in ("peak_rss_mb", "fit_seconds", "wall_seconds")}
     result = {"task": "ai4code", "mode": "scale", "data": str(args.data), "code": str(args.code), "trees": args.trees,
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
               "threads": args.threads, "command": "flock /work/bench.lock .venv/bin/python benchmarks/ai4code.py --scale "
               + " ".join(map(str, args.scale)) + f" --trees {args.trees} --threads {args.threads}",
               "host": platform.node(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
