@@ -385,7 +385,7 @@ def one_line(res, code, *texts):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["--model", "ranker", "--epochs", "3"], "--epochs applies to --model neural, not --model ranker"),  # 0.1: ignored
+    (["--model", "ranker", "--epochs", "3"], "--epochs applies to --model neural or --model transformer, not --model ranker"),  # 0.1: ignored
     (["--model", "neural", "--trees", "5"], "--trees applies to --model ranker, not --model neural"),
     (["--model", "similar", "--lr", "0.1"], "--lr applies to --model ranker or --model neural"),
     (["--model", "pointwise", "--time-budget", "20m"], "--time-budget applies to --model neural"),

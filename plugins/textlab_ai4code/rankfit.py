@@ -38,9 +38,9 @@ from . import features as F
 from .config import RankerConfig
 from .trees import Forest, from_lightgbm
 
-WORD_CELLS = 300_000  # cells whose identifier tokens make the TF-IDF vocabulary and idf
+WORD_CELLS = 200_000  # cells whose identifier tokens make the TF-IDF vocabulary and idf
 CHAR_CELLS = 30_000  # cells whose character n-grams give the hashed idf (idf needs no more)
-PRIOR_CELLS = 300_000  # markdown cells the text-only prior is fitted on
+PRIOR_CELLS = 200_000  # markdown cells the text-only prior is fitted on
 SHARD_ROWS = 1 << 18  # rows of a shard file
 PRIOR_FOLDS = 5
 
@@ -217,6 +217,18 @@ def sample_notebooks(counts: Sequence[int], cap: int, seed: int) -> list[int]:
     return sorted(keep)
 
 
+def _peak_mb() -> float | None:
+    """The process's peak resident memory so far (Linux: VmHWM), in MB."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 class Laps:
     """Seconds of each phase of a fit (logged with the fit)."""
 
@@ -227,6 +239,9 @@ class Laps:
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.times[name], self._t = now - self._t, now
+        peak = _peak_mb()
+        if peak is not None:  # the process's peak memory so far: the phase that raised it is the one to shrink
+            self.times[f"{name}_peak_mb"] = peak
 
     def disk(self, folder: Path) -> None:
         """The most MB the temporary files took (`disk_mb`)."""

@@ -10,6 +10,7 @@ checkpoints hold no scikit-learn or LightGBM objects.
 
 from __future__ import annotations
 
+import random
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Sequence
@@ -55,6 +56,36 @@ def csr(rows: Sequence[F.SparseRow], n_cols: int, dense: np.ndarray | None = Non
     indices = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int64)
     data = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.float32)
     m = sp.csr_matrix((data.astype(np.float64), indices, indptr), shape=(len(rows), n_cols))
+    if dense is not None:
+        m = sp.hstack([m, sp.csr_matrix(dense)], format="csr")
+    return m
+
+
+DF_CELLS = 60_000  # markdown cells whose n-grams choose the prior's vocabulary (the idf counts them all)
+
+
+def ngram_tfidf(texts: Sequence[str], max_ngrams: int, seed: int = 0) -> F.Tfidf:
+    """TF-IDF of markdown word 1-2-grams: the vocabulary (terms of two cells or more, the `max_ngrams`
+    most frequent) from at most DF_CELLS cells, so that counting every distinct n-gram does not
+    grow with the data; the idf of those terms over all the cells."""
+    if len(texts) <= DF_CELLS:
+        return fit_tfidf(lambda: (F.word_ngrams(t) for t in texts), 2, 1.0, max_features=max_ngrams)
+    sample = random.Random(seed).sample(range(len(texts)), DF_CELLS)
+    tf = fit_tfidf(lambda: (F.word_ngrams(texts[i]) for i in sample), 2, 1.0, max_features=max_ngrams)
+    df, index = np.zeros(len(tf.vocab)), tf.index
+    for t in texts:
+        df[list({index[g] for g in F.word_ngrams(t) if g in index})] += 1
+    return F.Tfidf(tf.vocab, np.log((1 + len(texts)) / (1 + df)) + 1)
+
+
+def ngram_matrix(tf: F.Tfidf, texts: Sequence[str], dense: np.ndarray | None = None, chunk: int = 20_000):
+    """CSR of the markdown cells' n-gram TF-IDF (+ `dense` columns), built in chunks of cells (the
+    n-gram strings of all cells are never held at once)."""
+    import scipy.sparse as sp
+
+    parts = [csr([tf.row(F.word_ngrams(t)) for t in texts[lo:lo + chunk]], len(tf.vocab))
+             for lo in range(0, len(texts), chunk)] or [sp.csr_matrix((0, len(tf.vocab)))]
+    m = sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
     if dense is not None:
         m = sp.hstack([m, sp.csr_matrix(dense)], format="csr")
     return m
@@ -142,14 +173,12 @@ def fit_prior(train: Sequence[Notebook], *, alpha: float = 3.0, max_ngrams: int 
 
     _sklearn()
     texts, y = markdown_texts(train)
-    grams = [F.word_ngrams(t) for t in texts]
-    tf = fit_tfidf(lambda: grams, 2, 1.0, max_features=max_ngrams)
-    rows = [tf.row(g) for g in grams]
+    tf = ngram_tfidf(texts, max_ngrams)
     mean = scale = None
     if extra is not None:
         mean, scale = extra.mean(0), extra.std(0) + 1e-6
         extra = (extra - mean) / scale
-    X = csr(rows, len(tf.vocab), extra)
+    X = ngram_matrix(tf, texts, extra)
     ridge = _ridge(X, y, alpha)
     prior = Prior(tf.vocab, 0 if extra is None else extra.shape[1])
     prior.idf = _tensor(tf.idf)
