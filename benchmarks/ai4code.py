@@ -204,6 +204,8 @@ def measure(data: Path, args: argparse.Namespace, runs: Path, name: str) -> dict
             "peak_rss_mb": round(int(rss_kb) / 1024), "wall_seconds": round(wall, 1),
             "fit_seconds": round(train.get("fit_time", 0.0), 1), "disk_mb": train.get("disk_mb"),
             "phases": {k[:-5]: round(v, 1) for k, v in train.items() if k.endswith("_time") and k != "fit_time"},
+            "peak_mb_after": {k[:-8]: v for k, v in train.items() if k.endswith("_peak_mb")},
+            "rows": {k[:-5]: int(v) for k, v in train.items() if k.endswith("_rows")},
             "valid_kendall_tau": valid.get("kendall_tau"), "predict_seconds": round(valid.get("predict_time", 0.0), 1),
             "load_before": before, "load_after": load()}
 

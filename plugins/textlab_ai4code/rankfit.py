@@ -368,6 +368,7 @@ def fit_stages(train: Sequence, text: F.TextModels, prior: np.ndarray, config: R
             pass_one(store, prior, offsets, halves, rate, seed, writers, should_stop)
         laps.lap("features")
         laps.disk(folder)
+        laps.times["stage1_rows"] = sum(len(w.label_array()) for w in writers)
         log(f"{sum(len(w.label_array()) for w in writers):,} sampled (markdown, gap) pairs x {len(F.PAIR_FEATURES)} "
             f"features from {len(train)} notebooks (shards in {folder})")
         if not two:
@@ -385,6 +386,7 @@ def fit_stages(train: Sequence, text: F.TextModels, prior: np.ndarray, config: R
         pass_two(store, prior, offsets, halves, scorers, rate, seed + 7, second, should_stop)
         laps.lap("features2")
         laps.disk(folder)
+        laps.times["stage2_rows"] = len(second.label_array())
         stage2 = fit_booster(second.paths, second.label_array(), config, seed=seed + 7, desc="stage 2",
                              should_stop=should_stop)
         laps.lap("stage2")

@@ -282,7 +282,7 @@ def train_fitted(run: textlab.Run, opts: TrainOptions, train: Sequence[Notebook]
         model, vocab, times = fit_model(opts.model, train, config, seed=run.seed, should_stop=should_stop)
         if model is None:
             return None
-        named = {k if k.endswith("_mb") else f"{k}_time": v for k, v in times.items()}  # seconds, or MB of disk
+        named = {k if k.endswith(("_mb", "_rows")) else f"{k}_time": v for k, v in times.items()}  # seconds, MB, rows
         return textlab.Fitted(model, vocab, {"notebooks": len(train), **named})
 
     def evaluate(model) -> dict:
