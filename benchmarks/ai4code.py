@@ -70,14 +70,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/ai4code[-quick].json)")
     ap.add_argument("--runs-dir", type=Path, default=REPO / "benchmarks" / "runs")
     args = ap.parse_args()
-    if not (args.data / "train").is_dir():
-        raise SystemExit(f"no data at {args.data} (expected train/ and train_orders.csv)")
     if args.make_tiny_encoder:
         sys.path.insert(0, str(REPO / "tests"))
         from test_ai4code_hf import make_encoder
 
         make_encoder(args.make_tiny_encoder)
         return print(f"wrote {args.make_tiny_encoder}", file=sys.stderr)
+    if not (args.data / "train").is_dir():
+        raise SystemExit(f"no data at {args.data} (expected train/ and train_orders.csv)")
     if args.scale:
         return scale_main(args)
     if "transformer" in args.models and not args.encoder:
