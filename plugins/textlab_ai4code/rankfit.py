@@ -159,7 +159,10 @@ def lgb_params(config: RankerConfig, seed: int) -> dict:
     return {"objective": "binary", "learning_rate": config.lr, "num_leaves": config.leaves,
             "min_data_in_leaf": config.min_leaf, "min_sum_hessian_in_leaf": 1e-3, "lambda_l2": 0.0,
             "max_bin": 255, "bin_construct_sample_cnt": 200_000, "num_threads": torch.get_num_threads(),
-            "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
+            "seed": seed, "deterministic": True, "verbose": -1,
+            # column-wise histograms: the row-wise layout keeps a second, row-major copy of the binned
+            # rows (measured: about 220 bytes a row of 88 columns in all, against 88 column-wise)
+            "force_col_wise": True,
             "feature_pre_filter": False}
 
 
