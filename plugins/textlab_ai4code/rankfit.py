@@ -232,6 +232,19 @@ def _peak_mb() -> float | None:
     return None
 
 
+def release_memory() -> None:
+    """Give freed memory back to the system (Python's and LightGBM's heaps keep it otherwise, and
+    the next phase's peak adds to it); glibc only, a no-op elsewhere."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Laps:
     """Seconds of each phase of a fit (logged with the fit)."""
 
@@ -240,6 +253,7 @@ class Laps:
         self._t = time.perf_counter()
 
     def lap(self, name: str) -> None:
+        release_memory()  # what the phase freed, before the next one allocates
         now = time.perf_counter()
         self.times[name], self._t = now - self._t, now
         peak = _peak_mb()
@@ -382,6 +396,7 @@ def fit_stages(train: Sequence, text: F.TextModels, prior: np.ndarray, config: R
             other = writers[1 - f]
             scorers.append(fit_booster(other.paths, other.label_array(), config, seed=seed + f,
                                        desc=f"stage 1, half {f + 1}/2", should_stop=should_stop))
+            release_memory()  # the half's binned rows
         for w in writers:
             w.remove()
         laps.lap("stage1")
