@@ -200,11 +200,13 @@ def test_bad_inputs_are_one_line(cli, tmp_path):
 
 # ============================================================================ review fixes
 def interrupt_at(monkeypatch, name: str, when: int = 1, after: bool = False):
-    """SIGINT to this process (as a terminal's Ctrl-C) at the `when`-th call of train.<name>."""
+    """SIGINT to this process (as a terminal's Ctrl-C) at the `when`-th call of train.<name> (or rankfit.<name>)."""
     import os
     import signal
 
-    from textlab_ai4code import train as T
+    from textlab_ai4code import rankfit, train
+
+    T = rankfit if hasattr(rankfit, name) else train
 
     real, calls = getattr(T, name), []
 
@@ -222,8 +224,8 @@ def interrupt_at(monkeypatch, name: str, when: int = 1, after: bool = False):
 
 
 @pytest.mark.parametrize("model, name, when, after", [
-    ("ranker", "fit_trees", 2, False),  # stage 1: half 2 starts with the stop flag set (was an AttributeError)
-    ("ranker", "fit_trees", 3, False),  # stage 2
+    ("ranker", "fit_booster", 2, False),  # stage 1: half 2 starts with the stop flag set (was an AttributeError)
+    ("ranker", "fit_booster", 3, False),  # stage 2
     ("pointwise", "fit_pointwise", 1, True),  # no stop check inside: the fit ends, then stops
 ])
 def test_ctrl_c_during_a_fit_stops_cleanly_and_resume_fits_again(cli, tmp_path, monkeypatch, model, name, when, after):
@@ -249,24 +251,34 @@ def test_ctrl_c_during_a_fit_stops_cleanly_and_resume_fits_again(cli, tmp_path, 
     assert cli("eval", run, "--limit", "3").code == 0
 
 
-def test_fit_ranker_stopped_keeps_nothing():
-    from textlab_ai4code import train as T
+def test_fit_ranker_stopped_keeps_nothing(tmp_path, monkeypatch):
+    import tempfile
+
+    from textlab_ai4code import rankfit as R
     from textlab_ai4code.config import RankerConfig
 
+    shards = tmp_path / "tmp"
+    shards.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shards))  # where the shards go
     notebooks = D.load_notebooks(load_sample("train"))[:12]
-    # should_stop() is asked after each notebook's pair features (12), then before each chunk of
-    # 10 trees: stage 1 half 1 (13th), half 2 (14th: it used to export an unfitted model), stage 2 (15th)
-    for answered in (5, 12, 13, 14, 15):
+    config = lambda: RankerConfig(trees=10, leaves=4, min_leaf=2)  # noqa: E731
+    asked = []
+    model, _, _ = R.fit_ranker(notebooks, config(), should_stop=lambda: asked.append(1) and False, log=lambda _: None)
+    # asked after each notebook of each pass, before each fit and between its trees
+    total = len(asked)
+    assert model is not None and total >= 2 * 12 + 3 * 10
+    assert not list(shards.iterdir())  # the shards are gone
+    for answered in sorted({0, 5, 12, 13, 20, total // 2, total - 2, total - 1}):
         calls = []
 
         def should_stop():
             calls.append(1)
             return len(calls) > answered
 
-        model, vocab, _ = T.fit_ranker(notebooks, RankerConfig(trees=10, leaves=4, min_leaf=2), should_stop=should_stop,
-                                       log=lambda _: None)
-        assert (model is None and vocab is None) == (answered < 15), answered
-        assert len(calls) == min(answered + 1, 15)
+        model, vocab, _ = R.fit_ranker(notebooks, config(), should_stop=should_stop, log=lambda _: None)
+        assert model is None and vocab is None, answered
+        assert len(calls) == answered + 1  # stopped at the first yes
+        assert not list(shards.iterdir())
 
 
 def tiny_folder(path: Path, n: int, *, extra: list | None = None) -> Path:
@@ -373,7 +385,7 @@ def one_line(res, code, *texts):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["--model", "ranker", "--epochs", "3"], "--epochs applies to --model neural, not --model ranker"),  # 0.1: ignored
+    (["--model", "ranker", "--epochs", "3"], "--epochs applies to --model neural or --model transformer, not --model ranker"),  # 0.1: ignored
     (["--model", "neural", "--trees", "5"], "--trees applies to --model ranker, not --model neural"),
     (["--model", "similar", "--lr", "0.1"], "--lr applies to --model ranker or --model neural"),
     (["--model", "pointwise", "--time-budget", "20m"], "--time-budget applies to --model neural"),

@@ -522,8 +522,9 @@ def _bundle_command(
         words = [verb, task] + (["--data", data_name] if "--data" in per_verb[verb][1] else []) + per_verb[verb][0]
         return parse_invocation(words)
 
+    # a prep verb that reads no --data (ai4code's prep converts .ipynb files) has nothing to prepare here
     result = make_bundle(task, list(data or []), out_dir, include=list(include or []), wheels=wheels,
-                         prep_verbs=list(per_verb), prepare=prepare)
+                         prep_verbs=[v for v in per_verb if "--data" in per_verb[v][1]], prepare=prepare)
     if json_output:
         emit(result)
     else:

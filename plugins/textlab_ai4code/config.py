@@ -78,15 +78,45 @@ class NeuralConfig:
     hf_vocab: int = 0  # > 0 when a local Hugging Face tokenizer gives the token ids
 
 
+@dataclass
+class TransformerConfig:
+    """A pretrained Hugging Face encoder (from a local folder) fine-tuned to place markdown cells:
+    each markdown cell with a sample of its notebook's code cells -> its relative position.
+
+    `encoder_config` is the encoder's config as JSON, so that a checkpoint (its weights as a state dict,
+    its tokenizer as tokenizer.json in the vocabulary) rebuilds it without the folder."""
+
+    encoder_config: str = ""  # the Hugging Face config, JSON
+    hidden: int = 0
+    md_tokens: int = 64
+    code_tokens: int = 23
+    code_cells: int = 20
+    max_len: int = 512
+    cls_id: int = 0
+    sep_id: int = 0
+    pad_id: int = 0
+
+
+@dataclass
+class BlendConfig:
+    """A weighted mean of the markdown positions that two or more ai4code runs predict. `members`:
+    each run's checkpoint (path, sha256, model); the weights are a tensor of the state dict."""
+
+    members: list = field(default_factory=list)
+
+
 # ============================================================================ the verbs' options
 DATA_HELP = "'sample' (notebooks the plugin makes) or a folder in Kaggle layout (train/, train_orders.csv)."
 RANKER = {"model": ("ranker",)}
 NEURAL = {"model": ("neural",)}
+TRANSFORMER = {"model": ("transformer",)}
+STEPPED = {"model": ("neural", "transformer")}  # trained by gradient steps on the engine
 RANKER_PANEL, NEURAL_PANEL = "ranker options", "neural model options"
+TRANSFORMER_PANEL, BLEND_PANEL = "transformer options", "blend options"
 # defaults that depend on the model or on the data (Options.resolve fills them)
-DEFAULT_LR = {"ranker": 0.1, "neural": 3e-3}
+DEFAULT_LR = {"ranker": 0.1, "neural": 3e-3, "transformer": 3e-5}
 DEFAULT_TREES, SAMPLE_TREES = RankerConfig.trees, 50  # the sample: a default that fits in seconds
-DEFAULT_EPOCHS, SAMPLE_EPOCHS = 8, 4
+DEFAULT_EPOCHS, SAMPLE_EPOCHS = {"neural": 8, "transformer": 3}, {"neural": 4, "transformer": 2}
 FOLDER_SPLIT = {"valid_share": 0.2, "split_seed": 42}  # a folder's grouped split; the sample has its own
 BUDGET_NOTE = "--time-budget was minutes in textlab 0.1; a bare number is now seconds (write 20m for minutes)"
 
@@ -114,16 +144,18 @@ class AnalyzeOptions:
 @dataclass
 class TrainOptions(textlab.Options):
     data: str = option("sample", help=DATA_HELP)
-    model: str = option("ranker", help="Which model: baselines appended/similar, pointwise, ranker, neural.")
+    model: str = option("ranker", help="Which model: baselines appended/similar, pointwise, ranker, neural, "
+                                       "transformer (a local Hugging Face encoder), blend (of trained runs).")
     valid_share: Optional[float] = option(None, min=0.0, max=0.9, help="Share of notebooks (whole ancestor groups) "
                                           "kept to validate (default 0.2); folders only: the sample has its own "
                                           "valid split.")
     split_seed: Optional[int] = option(None, help="Seed of the grouped train/valid split (default 42); folders only.")
     limit: int = option(0, min=0, help="Use at most this many training notebooks, and at most max(1, N/4) "
                                        "validation notebooks (0: all).")
-    lr: Optional[float] = shared.lr(None, old=("--learning-rate",), applies={"model": ("ranker", "neural")},
-                                    help="Learning rate: of the boosting (ranker, default 0.1), or the peak of the "
-                                         "neural model's warm-up then 1/sqrt(step) decay (default 3e-3).")
+    lr: Optional[float] = shared.lr(None, old=("--learning-rate",), applies={"model": ("ranker", "neural", "transformer")},
+                                    help="Learning rate: of the boosting (ranker, default 0.1), the peak of the "
+                                         "neural model's warm-up then 1/sqrt(step) decay (default 3e-3), or of the "
+                                         "transformer's warm-up then linear decay (default 3e-5).")
     trees: Optional[int] = option(None, min=1, applies=RANKER, panel=RANKER_PANEL,
                                   help=f"Boosting iterations per stage (default {DEFAULT_TREES}; "
                                        f"{SAMPLE_TREES} on --data sample).")
@@ -132,21 +164,37 @@ class TrainOptions(textlab.Options):
                               help="Share of wrong gaps kept for fitting.")
     stages: int = option(RankerConfig.stages, min=1, max=2, applies=RANKER, panel=RANKER_PANEL,
                          help="2: a second pass sees where the first put the other markdown cells.")
-    epochs: Optional[int] = shared.epochs(None, applies=NEURAL, panel=NEURAL_PANEL,
-                                          help=f"Passes over the training notebooks (default {DEFAULT_EPOCHS}; "
-                                               f"{SAMPLE_EPOCHS} on --data sample).")
-    time_budget: Optional[float] = shared.time_budget(applies=NEURAL, panel=NEURAL_PANEL, note=BUDGET_NOTE)
-    warmup: Optional[int] = shared.warmup(None, applies=NEURAL, panel=NEURAL_PANEL,
-                                          help="Linear learning-rate warm-up steps (default: one epoch's steps, "
-                                               "at most 100).")
-    batch_size: int = option(8, min=1, applies=NEURAL, panel=NEURAL_PANEL, help="Notebooks per step.")
+    epochs: Optional[int] = shared.epochs(None, applies=STEPPED, panel=NEURAL_PANEL,
+                                          help="Passes over the training notebooks (default: neural 8, transformer "
+                                               "3; on --data sample 4 and 2).")
+    time_budget: Optional[float] = shared.time_budget(applies=STEPPED, panel=NEURAL_PANEL, note=BUDGET_NOTE)
+    warmup: Optional[int] = shared.warmup(None, applies=STEPPED, panel=NEURAL_PANEL,
+                                          help="Linear learning-rate warm-up steps (default: neural one epoch's "
+                                               "steps, at most 100; transformer 5% of the planned steps).")
+    batch_size: int = option(8, min=1, applies=STEPPED, panel=NEURAL_PANEL,
+                             help="Notebooks per step (neural), markdown cells per step (transformer).")
     dim: int = option(NeuralConfig.dim, min=4, applies=NEURAL, panel=NEURAL_PANEL, help="Width of the encoder.")
     buckets: int = option(NeuralConfig.buckets, min=16, applies=NEURAL, panel=NEURAL_PANEL,
                           help="Hash buckets of the token table.")
     tokenizer: str = option("hash", applies=NEURAL, panel=NEURAL_PANEL,
                             help="'hash' (no download), or a local folder with a Hugging Face tokenizer.")
-    hub: bool = option(False, applies=NEURAL, panel=NEURAL_PANEL,
-                       help="Allow --tokenizer to name a Hugging Face hub model (downloads).")
+    hub: bool = option(False, applies=STEPPED, panel=NEURAL_PANEL,
+                       help="Allow --tokenizer / --encoder to name a Hugging Face hub model (downloads).")
+    encoder: Optional[str] = option(None, applies=TRANSFORMER, panel=TRANSFORMER_PANEL, metavar="DIR",
+                                    help="A local Hugging Face encoder folder (config.json, weights, a fast "
+                                         "tokenizer), e.g. a copy of microsoft/codebert-base; needs textlab[hf].")
+    md_tokens: int = option(TransformerConfig.md_tokens, min=4, applies=TRANSFORMER, panel=TRANSFORMER_PANEL,
+                            help="Tokens of the markdown cell.")
+    code_tokens: int = option(TransformerConfig.code_tokens, min=1, applies=TRANSFORMER, panel=TRANSFORMER_PANEL,
+                              help="Tokens of each code cell of the context.")
+    code_cells: int = option(TransformerConfig.code_cells, min=1, applies=TRANSFORMER, panel=TRANSFORMER_PANEL,
+                             help="Code cells of the context: this many, evenly spread over the notebook, in order.")
+    max_len: Optional[int] = option(None, min=8, applies=TRANSFORMER, panel=TRANSFORMER_PANEL,
+                                    help="Tokens of one input in all (default: 512, or the encoder's maximum if "
+                                         "smaller).")
+    members: list[str] = option([], flags=("--member",), applies={"model": ("blend",)}, panel=BLEND_PANEL,
+                                metavar="RUN", help="A trained ai4code run to blend (repeat: two or more); the "
+                                                    "weights are fitted on the validation notebooks.")
 
     @classmethod
     def upgrade(cls, record: dict) -> dict:
@@ -181,11 +229,20 @@ class TrainOptions(textlab.Options):
             self.lr = DEFAULT_LR[self.model]
         if self.model == "ranker" and self.trees is None:
             self.trees = SAMPLE_TREES if sample else DEFAULT_TREES
-        if self.model == "neural":
+        if self.model in DEFAULT_EPOCHS:
             if self.epochs is None:
-                self.epochs = SAMPLE_EPOCHS if sample else DEFAULT_EPOCHS
+                self.epochs = (SAMPLE_EPOCHS if sample else DEFAULT_EPOCHS)[self.model]
             if self.time_budget == 0:
                 self.time_budget = None
+        if self.model == "transformer":
+            from .hf import check_encoder_option
+
+            check_encoder_option(self.encoder, self.hub)
+        if self.model == "blend":
+            from .blend import check_members
+
+            check_members(self)
+        if self.model == "neural":
             if self.hub and self.tokenizer == "hash":
                 raise textlab.UsageError("--hub lets --tokenizer name a hub model; --tokenizer hash downloads nothing",
                                          hint="drop --hub, or name a tokenizer: --tokenizer microsoft/codebert-base")

@@ -18,9 +18,10 @@ import hashlib
 import json
 import random
 import re
+from collections import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import textlab
 
@@ -141,8 +142,12 @@ def parse_notebook_json(nb_id: str, obj: object, where: str) -> Notebook:
 
 
 def load_notebooks(path: str | Path, *, need_orders: bool = True, prefer: str = "train",
-                   limit: int | None = None) -> list[Notebook]:
-    """Every notebook of a data folder (sorted by id), with its true order and ancestor when known."""
+                   limit: int | None = None, lazy: bool = False) -> "list[Notebook] | NotebookFiles":
+    """Every notebook of a data folder (sorted by id), with its true order and ancestor when known.
+
+    `lazy`: a `NotebookFiles` that keeps only ids, orders, ancestors and cell counts in memory and
+    reads a notebook's cells from its file when it is used (every file is read and checked once here).
+    """
     cells_dir, orders_path, anc_path = find_cells_dir(Path(path), prefer)
     if need_orders and orders_path is None:
         raise textlab.DataError(f"no orders file for {cells_dir} (train_orders.csv: id,cell_order)",
@@ -150,14 +155,10 @@ def load_notebooks(path: str | Path, *, need_orders: bool = True, prefer: str = 
     orders = read_orders(orders_path) if orders_path else {}
     ancestors = read_ancestors(anc_path) if anc_path else {}
     files = sorted(cells_dir.glob("*.json"))[:limit] if limit else sorted(cells_dir.glob("*.json"))
-    out = []
+    out: list = []
     with textlab.progress(len(files), f"read {cells_dir.name}/", unit="nb") as bar:
         for f in files:
-            try:
-                obj = json.loads(f.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise textlab.DataError(f"{f} is not valid JSON: {exc}") from None
-            nb = parse_notebook_json(f.stem, obj, str(f))
+            nb = read_notebook_file(f)
             if orders:
                 order = orders.get(nb.id)
                 if order is None:
@@ -167,39 +168,103 @@ def load_notebooks(path: str | Path, *, need_orders: bool = True, prefer: str = 
                     raise textlab.DataError(f"{orders_path}: the order of {nb.id} does not list exactly its cells")
                 nb.order = order
             nb.ancestor = ancestors.get(nb.id) or nb.id
+            if lazy:
+                n_code = nb.cell_types.count(CODE)
+                nb = (str(f), nb.id, nb.ancestor, " ".join(nb.order) if nb.order is not None else None,
+                      n_code, len(nb.cell_types) - n_code)
             out.append(nb)
             bar.advance(1)
     if not out:
         raise textlab.DataError(f"no notebooks in {cells_dir}")
-    return out
+    return NotebookFiles(out) if lazy else out
 
 
-def load_data(data: str, split: str = "train", *, need_orders: bool = True, prefer: str = "train") -> list[Notebook]:
+def read_notebook_file(f: Path) -> Notebook:
+    try:
+        obj = json.loads(Path(f).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise textlab.DataError(f"{f} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise textlab.DataError(f"cannot read {f}: {exc}") from None
+    return parse_notebook_json(Path(f).stem, obj, str(f))
+
+
+class NotebookFiles(abc.Sequence):
+    """Notebooks read from their files when used (a list of them would hold every cell's text:
+    about 30 KB per notebook). Entries: (path, id, ancestor, order joined by spaces, code cells,
+    markdown cells). Slices and `take` give NotebookFiles again."""
+
+    def __init__(self, entries: list[tuple]):
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return NotebookFiles(self.entries[i])
+        path, nb_id, ancestor, order, _, _ = self.entries[i]
+        nb = read_notebook_file(Path(path))
+        nb.ancestor, nb.order = ancestor, (order.split() if order is not None else None)
+        return nb
+
+    def __add__(self, other: "NotebookFiles") -> "NotebookFiles":
+        return NotebookFiles(self.entries + list(other.entries))
+
+    def take(self, indices: Iterable[int]) -> "NotebookFiles":
+        return NotebookFiles([self.entries[i] for i in indices])
+
+
+def ancestors(notebooks: Sequence) -> list[str]:
+    """The ancestor group of each notebook (without reading the files of NotebookFiles)."""
+    if isinstance(notebooks, NotebookFiles):
+        return [e[2] or e[1] for e in notebooks.entries]
+    return [nb.ancestor or nb.id for nb in notebooks]
+
+
+def cell_counts(notebooks: Sequence) -> tuple[list[int], list[int]]:
+    """(code cells, markdown cells) of each notebook (without reading the files of NotebookFiles)."""
+    if isinstance(notebooks, NotebookFiles):
+        return [e[4] for e in notebooks.entries], [e[5] for e in notebooks.entries]
+    return [len(nb.code) for nb in notebooks], [len(nb.markdown) for nb in notebooks]
+
+
+def take(notebooks: Sequence, indices: Iterable[int]):
+    """The notebooks at `indices`, of the same kind (a list, or NotebookFiles)."""
+    if isinstance(notebooks, NotebookFiles):
+        return notebooks.take(indices)
+    return [notebooks[i] for i in indices]
+
+
+def load_data(data: str, split: str = "train", *, need_orders: bool = True, prefer: str = "train",
+              lazy: bool = False) -> "list[Notebook] | NotebookFiles":
     """What `--data` names: the embedded `sample` (one of its splits) or a folder in Kaggle layout."""
     source = textlab.resolve(TASK, data)
     if source.kind == "registered":
-        return load_notebooks(source.spec.load(split), need_orders=need_orders, prefer=prefer)
+        return load_notebooks(source.spec.load(split), need_orders=need_orders, prefer=prefer)  # small: in memory
     if source.kind == "hub":
         raise textlab.DataError(f"no such folder: {data}",
                                 hint="ai4code reads local folders in Kaggle layout, or --data sample")
-    return load_notebooks(source.path, need_orders=need_orders, prefer=prefer)
+    return load_notebooks(source.path, need_orders=need_orders, prefer=prefer, lazy=lazy)
 
 
 # ============================================================================ splitting
-def grouped_split(notebooks: list[Notebook], valid_share: float = 0.2, seed: int = 42) -> tuple[list[Notebook], list[Notebook]]:
+def grouped_split(notebooks: Sequence, valid_share: float = 0.2, seed: int = 42) -> tuple:
     """(train, valid): whole ancestor groups go to one side; the groups are shuffled with `seed`.
 
     Groups are taken in a seeded random order and moved to validation until it holds
-    `valid_share` of the notebooks, so no fork family is on both sides.
+    `valid_share` of the notebooks, so no fork family is on both sides. A list gives lists,
+    NotebookFiles gives NotebookFiles.
     """
     if not 0.0 <= valid_share < 1.0:
         raise textlab.UsageError(f"--valid-share must be in [0, 1), not {valid_share}")
     if valid_share == 0:
-        return list(notebooks), []
-    groups: dict[str, list[Notebook]] = {}
-    for nb in notebooks:
-        groups.setdefault(nb.ancestor or nb.id, []).append(nb)
-    keys = sorted(groups)
+        return notebooks if isinstance(notebooks, NotebookFiles) else list(notebooks), []
+    group_of = ancestors(notebooks)
+    sizes: dict[str, int] = {}
+    for g in group_of:
+        sizes[g] = sizes.get(g, 0) + 1
+    keys = sorted(sizes)
     random.Random(seed).shuffle(keys)
     target = valid_share * len(notebooks)
     valid_keys, n = set(), 0
@@ -207,25 +272,26 @@ def grouped_split(notebooks: list[Notebook], valid_share: float = 0.2, seed: int
         if n >= target:
             break
         valid_keys.add(k)
-        n += len(groups[k])
-    train = [nb for nb in notebooks if (nb.ancestor or nb.id) not in valid_keys]
-    valid = [nb for nb in notebooks if (nb.ancestor or nb.id) in valid_keys]
-    if not train or not valid:
-        raise textlab.DataError(f"{len(notebooks)} notebooks in {len(groups)} ancestor groups are too few to split "
+        n += sizes[k]
+    train = take(notebooks, [i for i, g in enumerate(group_of) if g not in valid_keys])
+    valid = take(notebooks, [i for i, g in enumerate(group_of) if g in valid_keys])
+    if not len(train) or not len(valid):
+        raise textlab.DataError(f"{len(notebooks)} notebooks in {len(sizes)} ancestor groups are too few to split "
                                 f"{1 - valid_share:.0%}/{valid_share:.0%}", hint="pass more notebooks or --valid-share 0")
     return train, valid
 
 
 def train_valid_split(data: str, valid_share: float | None, split_seed: int | None,
-                      limit: int) -> tuple[list[Notebook], list[Notebook], str]:
+                      limit: int) -> tuple[Sequence[Notebook], Sequence[Notebook], str]:
     """(train, valid, how the split was made: for the status line) of what `train` reads: the
-    sample's own splits, or a folder split by ancestor; the first `limit` (and limit / 4) of them."""
+    sample's own splits, or a folder split by ancestor; the first `limit` (and limit / 4) of them.
+    A folder's notebooks are NotebookFiles (read when used), so that memory does not grow with them."""
     source = textlab.resolve(TASK, data)
     if source.kind == "registered":
         train, valid = load_data(data, "train"), load_data(data, "valid")
         how = f"the {data}'s own train/valid splits"
     else:
-        train, valid = grouped_split(load_data(data, "train"), valid_share, split_seed)
+        train, valid = grouped_split(load_data(data, "train", lazy=True), valid_share, split_seed)
         how = (f"{valid_share:.0%} grouped by ancestor, split seed {split_seed}" if valid
                else "--valid-share 0: no validation")
     if limit:

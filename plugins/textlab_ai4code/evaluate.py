@@ -66,11 +66,14 @@ def model_of(artifact: textlab.Artifact):
         run = artifact.run_dir or artifact.path.parent.parent
         raise textlab.CheckpointError(f"{artifact.path} holds no model: its fit was interrupted",
                                       hint=f"fit it with: textlab train --resume {run}")
-    try:  # the neural model runs on --device; the others are numpy over tensors kept on the CPU
-        return artifact.build_model(None if artifact.model_name == "neural" else "cpu")
+    try:  # the neural models (and a blend's) run on --device; the others are numpy over tensors kept on the CPU
+        model = artifact.build_model(None if artifact.model_name in ("neural", "transformer", "blend") else "cpu")
     except (KeyError, RuntimeError, ValueError) as exc:
         raise textlab.CheckpointError(f"{artifact.path} does not hold a usable {artifact.model_name!r} model "
                                       f"({str(exc).splitlines()[0][:120]})") from None
+    if artifact.model_name == "blend":
+        model.members()  # a member that moved or changed: one line before any work
+    return model
 
 
 # ============================================================================ eval
@@ -90,7 +93,7 @@ def eval_notebooks(artifact: textlab.Artifact, data: str, own: bool, split: str 
         if split == "valid" and share == 0:
             raise textlab.UsageError("the run was trained with --valid-share 0: it has no validation part",
                                      hint="use --split all")
-        notebooks = load_data(data, "train")
+        notebooks = load_data(data, "train", lazy=True)  # read one by one when predicted
         what = "all of them"
         if split != "all":
             tr, va = grouped_split(notebooks, share, seed)
@@ -133,7 +136,7 @@ def generate_submission(artifact: textlab.Artifact, opts: GenerateOptions) -> di
     net = model_of(artifact)
     data, own = artifact.data_source(opts.data)
     source = textlab.resolve(TASK, data)
-    notebooks = load_data(data, "test", need_orders=False, prefer="test")
+    notebooks = load_data(data, "test", need_orders=False, prefer="test", lazy=True)
     if opts.limit:
         notebooks = notebooks[:opts.limit]
     where = "its test split" if source.kind == "registered" else f"{find_cells_dir(source.path, 'test')[0].name}/"

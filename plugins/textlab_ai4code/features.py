@@ -301,12 +301,15 @@ class TextModels:
 
 
 class View:
-    """One notebook seen through the fitted text representations (computed once, used by every stage)."""
+    """One notebook seen through the fitted text representations: every array the pair features
+    need (computed once, used by every stage; `arrays()` and `from_arrays` keep it on disk)."""
 
-    def __init__(self, nb: Notebook, text: TextModels):
-        self.nb = nb
-        self.code = nb.code
-        self.md = nb.markdown
+    PARTS = ("sim_word", "sim_char", "sim_new", "md_md", "md_feats", "code_feats", "numbers", "gaps")
+
+    def __init__(self, nb: Notebook | None, text: TextModels | None):
+        if nb is None or text is None:
+            return  # from_arrays
+        self.code, self.md = nb.code, nb.markdown
         self.C, self.M = len(self.code), len(self.md)
         W = text.words.matrix([ident_tokens(s) for s in nb.sources])
         X = text.chars.matrix(nb.sources)
@@ -315,10 +318,41 @@ class View:
         self.sim_char = _dense(X[self.md] @ X[self.code].T)
         self.sim_new = _dense(word_md @ first_occurrences(word_code).T)
         self.md_md = _dense(word_md @ word_md.T)
+        texts = nb.sources
+        self.md_feats = np.array([markdown_features(texts[i]) for i in self.md], dtype=np.float32).reshape(self.M, -1)
+        self.code_feats = np.array([code_features(texts[i]) for i in self.code] + [[0.0] * len(CODE_FEATURES)],
+                                   dtype=np.float32)
+        self.numbers = numbering([texts[i] for i in self.md])
+        self.gaps = None
+        if nb.order is not None:
+            gaps = nb.gaps()
+            self.gaps = np.array([gaps[nb.cell_ids[i]] for i in self.md], dtype=np.int64)
 
     def true_gaps(self) -> np.ndarray:
-        gaps = self.nb.gaps()
-        return np.array([gaps[self.nb.cell_ids[i]] for i in self.md], dtype=np.int64)
+        if self.gaps is None:
+            raise textlab.DataError("this notebook has no known order")
+        return self.gaps
+
+    def arrays(self) -> np.ndarray:
+        """Everything as one float32 vector (gaps included: exact below 2**24)."""
+        return np.concatenate([np.asarray(getattr(self, k), dtype=np.float32).ravel() for k in self.PARTS])
+
+    @classmethod
+    def from_arrays(cls, flat: np.ndarray, M: int, C: int) -> "View":
+        v = cls(None, None)
+        v.M, v.C = M, C
+        shapes = [(M, C), (M, C), (M, C), (M, M), (M, len(MD_FEATURES)), (C + 1, len(CODE_FEATURES)), (M,), (M,)]
+        k = 0
+        for name, shape in zip(cls.PARTS, shapes):
+            n = int(np.prod(shape))
+            setattr(v, name, flat[k:k + n].reshape(shape))
+            k += n
+        v.gaps = v.gaps.astype(np.int64)
+        return v
+
+    @staticmethod
+    def size(M: int, C: int) -> int:
+        return 3 * M * C + M * M + M * len(MD_FEATURES) + (C + 1) * len(CODE_FEATURES) + 2 * M
 
 
 def _dense(m) -> np.ndarray:
@@ -329,20 +363,20 @@ SIM_FEATURES = ("next", "prev", "next2", "prev2", "next_win", "prev_win", "next_
                 "next_rank", "prev_rank", "best_rank", "next_colnorm", "prev_colnorm", "next_colrank", "prev_colrank", "max")
 
 
-def _sim_block(S: np.ndarray, J: np.ndarray, C: int) -> list[np.ndarray]:
-    """Features of each (markdown, gap) pair from one markdown x code similarity matrix."""
+def _sim_block(S: np.ndarray, m: np.ndarray, j: np.ndarray, C: int) -> list[np.ndarray]:
+    """Features of the (markdown m, gap j) pairs from one markdown x code similarity matrix."""
     M = S.shape[0]
     pad = np.zeros((M, C + 6), dtype=np.float32)
     pad[:, 3:C + 3] = S  # code cell k in column k + 3
-    nxt, prv, nxt2, prv2 = pad[:, J + 3], pad[:, J + 2], pad[:, J + 4], pad[:, J + 1]
-    win = np.maximum(np.maximum(nxt, nxt2), pad[:, J + 5])
-    winp = np.maximum(np.maximum(prv, prv2), pad[:, J])
-    smax = S.max(1, keepdims=True) if C else np.zeros((M, 1), np.float32)
+    nxt, prv, nxt2, prv2 = pad[m, j + 3], pad[m, j + 2], pad[m, j + 4], pad[m, j + 1]
+    win = np.maximum(np.maximum(nxt, nxt2), pad[m, j + 5])
+    winp = np.maximum(np.maximum(prv, prv2), pad[m, j])
+    smax = (S.max(1) if C else np.zeros(M, np.float32))[m]
     rank = np.empty((M, C), dtype=np.float32)
     rank[np.arange(M)[:, None], (-S).argsort(1, kind="stable")] = np.arange(C, dtype=np.float32)[None, :]
     rpad = np.full((M, C + 2), C, dtype=np.float32)
     rpad[:, 1:C + 1] = rank
-    rn, rp = rpad[:, J + 1], rpad[:, J]
+    rn, rp = rpad[m, j + 1], rpad[m, j]
     colnorm = np.zeros((M, C + 2), dtype=np.float32)
     colnorm[:, 1:C + 1] = S / (S.max(0, keepdims=True) + 1e-6)
     colrank = np.full((M, C + 2), M, dtype=np.float32)
@@ -350,7 +384,7 @@ def _sim_block(S: np.ndarray, J: np.ndarray, C: int) -> list[np.ndarray]:
     cr[(-S).argsort(0, kind="stable"), np.arange(C)[None, :]] = np.arange(M, dtype=np.float32)[:, None]
     colrank[:, 1:C + 1] = cr
     return [nxt, prv, nxt2, prv2, win, winp, nxt - smax, prv - smax, rn, rp, np.minimum(rn, rp),
-            colnorm[:, J + 1], colnorm[:, J], colrank[:, J + 1], colrank[:, J], np.broadcast_to(smax, (M, C + 1))]
+            colnorm[m, j + 1], colnorm[m, j], colrank[m, j + 1], colrank[m, j], smax]
 
 
 BASE_FEATURES = ("gap_frac", "n_code", "n_markdown", "first_gap", "last_gap", "prior", "prior_minus_gap",
@@ -360,43 +394,50 @@ PAIR_FEATURES = (BASE_FEATURES + tuple(f"{rep}_{f}" for rep in ("word", "char", 
                  + tuple(f"prev_code_{f}" for f in CODE_FEATURES))
 
 
-def pair_features(v: View, prior: np.ndarray) -> np.ndarray:
-    """(M * (C + 1), len(PAIR_FEATURES)) float32: markdown-major, gaps 0..C for each markdown cell.
+def all_pairs(M: int, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """(markdown index, gap) of every pair of a notebook, markdown-major: gaps 0..C of each markdown cell."""
+    return np.repeat(np.arange(M), C + 1), np.tile(np.arange(C + 1), M)
+
+
+def pair_features(v: View, prior: np.ndarray, m: np.ndarray | None = None, j: np.ndarray | None = None) -> np.ndarray:
+    """(pairs, len(PAIR_FEATURES)) float32 of the (markdown m, gap j) pairs; of every pair (markdown-major,
+    gaps 0..C of each markdown cell) when `m` and `j` are not given.
 
     `prior` is the text-only model's guess of each markdown cell's relative position (the share
-    of code cells before it).
+    of code cells before it). Only the pairs asked for are built (a fit samples the wrong gaps first).
     """
     M, C = v.M, v.C
-    J = np.arange(C + 1)
-    frac = J / max(C, 1)
-    prior = np.asarray(prior, dtype=np.float32)[:, None]
-    prank = ((np.argsort(np.argsort(prior[:, 0], kind="stable"), kind="stable") + 0.5) / max(M, 1))[:, None]
-    texts = v.nb.sources
-    num = numbering([texts[i] for i in v.md])[:, None]
-    cols = [np.broadcast_to(frac, (M, C + 1)), np.full((M, C + 1), C), np.full((M, C + 1), M),
-            np.broadcast_to(J == 0, (M, C + 1)), np.broadcast_to(J == C, (M, C + 1)),
-            np.broadcast_to(prior, (M, C + 1)), prior - frac, np.abs(prior - frac),
-            np.broadcast_to(prank, (M, C + 1)), prank - frac,
-            np.broadcast_to(num, (M, C + 1)), np.where(num >= 0, num - frac, 0.0)]
+    if m is None or j is None:
+        m, j = all_pairs(M, C)
+    frac = j / max(C, 1)
+    prior = np.asarray(prior, dtype=np.float32)
+    prank = (np.argsort(np.argsort(prior, kind="stable"), kind="stable") + 0.5) / max(M, 1)
+    num = v.numbers[m]
+    pm, rm = prior[m], prank[m]
+    cols = [frac, np.full(len(m), C), np.full(len(m), M), j == 0, j == C, pm, pm - frac, np.abs(pm - frac),
+            rm, rm - frac, num, np.where(num >= 0, num - frac, 0.0)]
     for S in (v.sim_word, v.sim_char, v.sim_new):
-        cols += _sim_block(S, J, C)
-    stacked = np.stack([np.broadcast_to(c, (M, C + 1)) for c in cols], axis=2)
-    md = np.array([markdown_features(texts[i]) for i in v.md], dtype=np.float32).reshape(M, -1)
-    code = np.array([code_features(texts[i]) for i in v.code] + [[0.0] * len(CODE_FEATURES)], dtype=np.float32)
+        cols += _sim_block(S, m, j, C)
+    md, code = v.md_feats, v.code_feats
     prev = np.vstack([np.zeros((1, len(CODE_FEATURES)), np.float32), code[:C]])
-    X = np.concatenate([stacked.astype(np.float32),
-                        np.broadcast_to(md[:, None, :], (M, C + 1, md.shape[1])),
-                        np.broadcast_to(code[None, :, :], (M, C + 1, code.shape[1])),
-                        np.broadcast_to(prev[None, :, :], (M, C + 1, prev.shape[1]))], axis=2)
-    return X.reshape(M * (C + 1), -1)
+    X = np.empty((len(m), len(PAIR_FEATURES)), dtype=np.float32)
+    X[:, :len(cols)] = np.stack(cols, axis=1)
+    k = len(cols)
+    for block in (md[m], code[j], prev[j]):
+        X[:, k:k + block.shape[1]] = block
+        k += block.shape[1]
+    return X
 
 
 STAGE2_FEATURES = ("s1_logit", "s1_logit_minus_max", "s1_prob", "s1_cdf", "s1_rank", "others_mass",
                    "similar_md_mass", "similar_md_max", "similar_md_max_rel", "similar_md_best")
 
 
-def stage2_features(v: View, logits: np.ndarray) -> np.ndarray:
-    """Context from a first pass: where the other markdown cells went, weighted by their similarity to this one."""
+def stage2_features(v: View, logits: np.ndarray, m: np.ndarray | None = None, j: np.ndarray | None = None) -> np.ndarray:
+    """Context from a first pass: where the other markdown cells went, weighted by their similarity to this one.
+
+    `logits`: the first pass's score of every pair of the notebook (markdown-major); the features
+    of the pairs (m, j), or of every pair when they are not given."""
     M, C = v.M, v.C
     Z = logits.reshape(M, C + 1)
     P = np.exp(Z - Z.max(1, keepdims=True))
@@ -414,7 +455,9 @@ def stage2_features(v: View, logits: np.ndarray) -> np.ndarray:
     rank = np.argsort(np.argsort(-Z, 1, kind="stable"), 1, kind="stable")
     new = np.stack([Z, Z - Z.max(1, keepdims=True), P, cdf, rank, np.broadcast_to(others, (M, C + 1)), prop, pmax,
                     pmax / (tmax + 1e-6), np.broadcast_to(tmax, (M, C + 1))], axis=2)
-    return new.reshape(M * (C + 1), -1).astype(np.float32)
+    if m is None or j is None:
+        return new.reshape(M * (C + 1), -1).astype(np.float32)
+    return new[m, j].astype(np.float32)
 
 
 def gap_keys(logits: np.ndarray, M: int, C: int) -> np.ndarray:

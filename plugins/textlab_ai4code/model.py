@@ -26,16 +26,21 @@ from torch import nn
 import textlab
 
 from . import features as F
-from .config import AppendedConfig, NeuralConfig, PointwiseConfig, RankerConfig, SimilarConfig
+from .config import AppendedConfig, NeuralConfig, PointwiseConfig, RankerConfig, SimilarConfig, TransformerConfig
 from .data import Notebook
 from .trees import Forest
 
 
 class OrderModel(nn.Module):
-    """A model that puts the cells of notebooks in order."""
+    """A model that puts the cells of notebooks in order: `keys_one(nb)` places each markdown cell
+    on the scale of the code cells (code cell k sits at k + 0.5; a key in (j - 0.5, j + 0.5) is
+    gap j), which a blend averages; `order_one(nb)` is the order those keys give."""
+
+    def keys_one(self, nb: Notebook) -> np.ndarray:
+        raise NotImplementedError
 
     def order_one(self, nb: Notebook) -> list[str]:
-        raise NotImplementedError
+        return F.order_from_keys(nb, self.keys_one(nb))
 
     def order(self, notebooks: Sequence[Notebook], desc: str = "predict", show: bool = True) -> list[list[str]]:
         """The predicted order (cell ids) of each notebook."""
@@ -69,6 +74,9 @@ class Appended(OrderModel):
     def order_one(self, nb: Notebook) -> list[str]:
         return list(nb.cell_ids)
 
+    def keys_one(self, nb: Notebook) -> np.ndarray:
+        return np.full(len(nb.markdown), float(len(nb.code)))  # after the last code cell, in file order
+
 
 class Similar(OrderModel):
     def __init__(self, config: SimilarConfig, vocab: Any = None):
@@ -82,12 +90,11 @@ class Similar(OrderModel):
             self._tfidf = F.Tfidf(self.words, self.idf.numpy())
         return self._tfidf
 
-    def order_one(self, nb: Notebook) -> list[str]:
+    def keys_one(self, nb: Notebook) -> np.ndarray:
         tf = self.tfidf()
         W = F.local_dense([tf.row(F.ident_tokens(s)) for s in nb.sources])
         S = W[nb.markdown] @ W[nb.code].T
-        keys = np.where(S.max(1) > 0, S.argmax(1), 0).astype(np.float64)
-        return F.order_from_keys(nb, keys)
+        return np.where(S.max(1) > 0, S.argmax(1), 0).astype(np.float64)
 
 
 # ============================================================================ text-only position prior
@@ -152,9 +159,9 @@ class Pointwise(OrderModel):
         md = np.array([F.markdown_features(nb.sources[i]) for i in nb.markdown], dtype=np.float64)
         return np.hstack([md, similarity_summary(S)])
 
-    def order_one(self, nb: Notebook) -> list[str]:
+    def keys_one(self, nb: Notebook) -> np.ndarray:
         p = self.prior.predict([nb.sources[i] for i in nb.markdown], self.extra_features(nb))
-        return F.order_from_keys(nb, np.clip(p, 0.0, 1.0) * len(nb.code))
+        return np.clip(p, 0.0, 1.0) * len(nb.code)
 
 
 # ============================================================================ the gap ranker
@@ -203,11 +210,11 @@ class Ranker(OrderModel):
             z = self.forest(2).predict(np.hstack([X, F.stage2_features(view, z)]))
         return z
 
-    def order_one(self, nb: Notebook) -> list[str]:
+    def keys_one(self, nb: Notebook) -> np.ndarray:
         view = F.View(nb, self.text_models())
         prior = self.prior.predict([nb.sources[i] for i in nb.markdown])
         z = self.logits(view, prior)
-        return F.order_from_keys(nb, F.gap_keys(z, view.M, view.C))
+        return F.gap_keys(z, view.M, view.C)
 
 
 # ============================================================================ the neural ranker
@@ -353,12 +360,59 @@ class NeuralRanker(OrderModel):
                            pos[None].expand(M, -1, -1)], 2)
         return self.head(feats)[..., 0] + match + prior
 
-    def order_one(self, nb: Notebook) -> list[str]:
+    def keys_one(self, nb: Notebook) -> np.ndarray:
         enc = encode_notebook(nb, self.tokenizer())
         dev = next(self.parameters()).device
         enc = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in enc.items()}
         z = self(enc).double().cpu().numpy()
-        return F.order_from_keys(nb, F.gap_keys(z, len(nb.markdown), len(nb.code)))
+        return F.gap_keys(z, len(nb.markdown), len(nb.code))
+
+
+# ============================================================================ the transformer ranker
+class TransformerRanker(OrderModel):
+    """A pretrained encoder reads a markdown cell with a sample of its notebook's code cells
+    (`[CLS] markdown [SEP] code [SEP] code [SEP] ...`, each part cut to its token budget) and
+    predicts the cell's relative position (the share of code cells before it) from the first
+    token's state and the notebook's shape, as the top AI4Code solutions did."""
+
+    def __init__(self, config: TransformerConfig, vocab: Any = None, encoder: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        if encoder is None and config.encoder_config:
+            from .hf import build_encoder
+
+            encoder = build_encoder(config.encoder_config)
+        self.encoder = encoder
+        self.head = nn.Linear(max(config.hidden, 1) + 2, 1)
+        self.tokenizer_json = vocab.get("tokenizer") if isinstance(vocab, dict) else None
+        if config.encoder_config and not isinstance(self.tokenizer_json, str):
+            raise textlab.CheckpointError("the checkpoint's vocabulary holds no tokenizer for its encoder")
+        self._tok = None
+
+    def tokenizer(self) -> Any:
+        if self._tok is None:
+            try:
+                from tokenizers import Tokenizer
+            except ImportError:
+                raise textlab.UsageError("this model needs the 'tokenizers' package",
+                                         hint="pip install 'textlab[hf]'") from None
+            self._tok = Tokenizer.from_str(self.tokenizer_json)
+        return self._tok
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """The predicted relative position (0..1) of each input."""
+        out = self.encoder(input_ids=batch["ids"], attention_mask=batch["mask"])
+        first = out.last_hidden_state[:, 0].float()
+        return torch.sigmoid(self.head(torch.cat([first, batch["feats"]], 1)))[:, 0]
+
+    def keys_one(self, nb: Notebook, chunk: int = 32) -> np.ndarray:
+        from .tformer import encode_cells, make_batch
+
+        enc = encode_cells(nb, self.tokenizer(), self.config)
+        dev = self.head.weight.device
+        preds = [self(make_batch([(enc, m) for m in range(lo, min(lo + chunk, enc.n))], self.config, dev))
+                 .double().cpu().numpy() for lo in range(0, enc.n, chunk)]
+        return np.concatenate(preds) * len(nb.code) if preds else np.zeros(0)
 
 
 # ============================================================================ builders (ModelSpec.build)
@@ -380,3 +434,13 @@ def build_ranker(config: RankerConfig, vocab: Any) -> Ranker:
 
 def build_neural(config: NeuralConfig, vocab: Any) -> NeuralRanker:
     return NeuralRanker(config, vocab)
+
+
+def build_transformer(config: TransformerConfig, vocab: Any) -> TransformerRanker:
+    return TransformerRanker(config, vocab)
+
+
+def build_blend(config: Any, vocab: Any) -> OrderModel:
+    from .blend import Blend
+
+    return Blend(config, vocab)

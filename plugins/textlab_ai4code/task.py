@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import textlab
 
-from .config import (MONITOR, TASK, AnalyzeOptions, AppendedConfig, EvalOptions, GenerateOptions,
-                     NeuralConfig, PointwiseConfig, PrepOptions, RankerConfig, SimilarConfig, TrainOptions)
+from .config import (MONITOR, TASK, AnalyzeOptions, AppendedConfig, BlendConfig, EvalOptions, GenerateOptions,
+                     NeuralConfig, PointwiseConfig, PrepOptions, RankerConfig, SimilarConfig, TrainOptions,
+                     TransformerConfig)
 
 
 # ============================================================================ prep, analyze
@@ -93,6 +94,11 @@ def textlab_models():
                           help="boosted trees over (markdown, code gap) pair features, two stages"),
         textlab.ModelSpec(TASK, "neural", NeuralConfig, _builder("neural"),
                           help="hashed-token cell encoder + GRU over code cells, scores every gap"),
+        textlab.ModelSpec(TASK, "transformer", TransformerConfig, _builder("transformer"),
+                          help="a local Hugging Face encoder (--encoder DIR) fine-tuned: markdown + code context "
+                               "-> relative position"),
+        textlab.ModelSpec(TASK, "blend", BlendConfig, _builder("blend"),
+                          help="weighted mean of the positions of trained runs (--member RUN ...)"),
     ]
 
 
@@ -116,4 +122,6 @@ def textlab_metrics():
             for name, h in METRIC_HELP.items()] + [
         textlab.MetricSpec("fit_time", higher_is_better=False, help="seconds to fit", task=TASK),
         textlab.MetricSpec("predict_time", higher_is_better=False, help="seconds to predict", task=TASK),
+        textlab.MetricSpec("crossfit_kendall_tau", higher_is_better=True, help="a blend's Kendall tau with weights fitted on the other "
+                                                        "half of the validation notebooks", task=TASK),
     ]

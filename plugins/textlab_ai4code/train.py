@@ -3,8 +3,9 @@ model to `textlab.Engine`: the neural ranker trains step by step (`train_neural`
 fitted in one go (`train_fitted`, the engine's fitted mode) by plain functions
 `fit_<model>(train, config, ...) -> (model, vocab[, timings])`.
 
-scikit-learn fits the ridge regressions and the boosted trees; what it fits is copied into
-tensors (coefficients, tree arrays), so checkpoints hold no scikit-learn objects.
+scikit-learn fits the ridge regressions, LightGBM the ranker's boosted trees (`rankfit.py`: the
+fit at any size); what they fit is copied into tensors (coefficients, tree arrays), so
+checkpoints hold no scikit-learn or LightGBM objects.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import textlab
 
 from . import data as D
 from . import features as F
-from .config import MONITOR, TASK, PointwiseConfig, RankerConfig, SimilarConfig, TrainOptions
+from .config import MONITOR, TASK, PointwiseConfig, SimilarConfig, TrainOptions
 from .data import Notebook
 from .evaluate import evaluate_orders, overall
 
@@ -48,14 +49,6 @@ def _threads():
         yield
 
 
-def group_folds(notebooks: Sequence[Notebook], k: int, seed: int) -> np.ndarray:
-    """A fold number per notebook; an ancestor group never spans two folds."""
-    groups = sorted({nb.ancestor or nb.id for nb in notebooks})
-    random.Random(seed).shuffle(groups)
-    fold_of = {g: i % k for i, g in enumerate(groups)}
-    return np.array([fold_of[nb.ancestor or nb.id] for nb in notebooks])
-
-
 def csr(rows: Sequence[F.SparseRow], n_cols: int, dense: np.ndarray | None = None):
     import scipy.sparse as sp
 
@@ -68,16 +61,47 @@ def csr(rows: Sequence[F.SparseRow], n_cols: int, dense: np.ndarray | None = Non
     return m
 
 
+DF_CELLS = 60_000  # markdown cells whose n-grams choose the prior's vocabulary (the idf counts them all)
+
+
+def ngram_tfidf(texts: Sequence[str], max_ngrams: int, seed: int = 0) -> F.Tfidf:
+    """TF-IDF of markdown word 1-2-grams: the vocabulary (terms of two cells or more, the `max_ngrams`
+    most frequent) from at most DF_CELLS cells, so that counting every distinct n-gram does not
+    grow with the data; the idf of those terms over all the cells."""
+    if len(texts) <= DF_CELLS:
+        return fit_tfidf(lambda: (F.word_ngrams(t) for t in texts), 2, 1.0, max_features=max_ngrams)
+    sample = random.Random(seed).sample(range(len(texts)), DF_CELLS)
+    tf = fit_tfidf(lambda: (F.word_ngrams(texts[i]) for i in sample), 2, 1.0, max_features=max_ngrams)
+    df, index = np.zeros(len(tf.vocab)), tf.index
+    for t in texts:
+        df[list({index[g] for g in F.word_ngrams(t) if g in index})] += 1
+    return F.Tfidf(tf.vocab, np.log((1 + len(texts)) / (1 + df)) + 1)
+
+
+def ngram_matrix(tf: F.Tfidf, texts: Sequence[str], dense: np.ndarray | None = None, chunk: int = 20_000):
+    """CSR of the markdown cells' n-gram TF-IDF (+ `dense` columns), built in chunks of cells (the
+    n-gram strings of all cells are never held at once)."""
+    import scipy.sparse as sp
+
+    parts = [csr([tf.row(F.word_ngrams(t)) for t in texts[lo:lo + chunk]], len(tf.vocab))
+             for lo in range(0, len(texts), chunk)] or [sp.csr_matrix((0, len(tf.vocab)))]
+    m = sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
+    if dense is not None:
+        m = sp.hstack([m, sp.csr_matrix(dense)], format="csr")
+    return m
+
+
 def _tensor(a: np.ndarray, dtype=None):
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(a, dtype=dtype or np.float32))
 
 
-def usable(train: Sequence[Notebook]) -> list[Notebook]:
+def usable(train: Sequence[Notebook]) -> Sequence[Notebook]:
     """The training notebooks with both code and markdown cells (the others have nothing to place)."""
-    kept = [nb for nb in train if nb.markdown and nb.code]
-    if not kept:
+    n_code, n_md = D.cell_counts(train)
+    kept = D.take(train, [i for i, (c, m) in enumerate(zip(n_code, n_md)) if c and m])
+    if not len(kept):
         raise textlab.DataError(f"none of the {len(train)} training notebooks has both code and markdown cells: "
                                 "nothing to learn the order from", hint="pass notebooks with markdown and code")
     return kept
@@ -92,13 +116,14 @@ def fit_tfidf(docs: Callable[[], Iterable[list[str]]], min_df: int, max_df: floa
     return tf
 
 
-def markdown_targets(notebooks: Sequence[Notebook]) -> np.ndarray:
-    """Relative position of every markdown cell: the share of code cells before it."""
-    out = []
+def markdown_texts(notebooks: Sequence[Notebook]) -> tuple[list[str], np.ndarray]:
+    """(text, relative position) of every markdown cell: the share of code cells before it. Reads each notebook once."""
+    texts, out = [], []
     for nb in notebooks:
         gaps, C = nb.gaps(), len(nb.code)
+        texts += [nb.sources[i] for i in nb.markdown]
         out += [gaps[nb.cell_ids[i]] / max(C, 1) for i in nb.markdown]
-    return np.array(out, dtype=np.float64)
+    return texts, np.array(out, dtype=np.float64)
 
 
 def fit_words(train: Sequence[Notebook], min_df: int = 2, max_df: float = 0.5) -> F.Tfidf:
@@ -137,24 +162,23 @@ def _ridge(X, y, alpha: float):
 
 
 def fit_prior(train: Sequence[Notebook], *, alpha: float = 3.0, max_ngrams: int = 100_000,
-              extra: np.ndarray | None = None, oof_folds: int = 0, seed: int = 0):
+              extra: np.ndarray | None = None, oof_folds: int = 0, folds: np.ndarray | None = None):
     """Ridge on markdown word 1-2-gram TF-IDF (+ standardised dense `extra` columns) -> relative position.
 
-    Returns (Prior module, out-of-fold predictions for the training markdown cells or None).
+    Returns (Prior module, out-of-fold predictions for the training markdown cells or None, the
+    ridge of each fold or None where a fold is empty or everything). `folds`: each notebook's fold
+    (0 .. oof_folds - 1).
     """
     from .model import Prior
 
     _sklearn()
-    texts = [nb.sources[i] for nb in train for i in nb.markdown]
-    y = markdown_targets(train)
-    grams = [F.word_ngrams(t) for t in texts]
-    tf = fit_tfidf(lambda: grams, 2, 1.0, max_features=max_ngrams)
-    rows = [tf.row(g) for g in grams]
+    texts, y = markdown_texts(train)
+    tf = ngram_tfidf(texts, max_ngrams)
     mean = scale = None
     if extra is not None:
         mean, scale = extra.mean(0), extra.std(0) + 1e-6
         extra = (extra - mean) / scale
-    X = csr(rows, len(tf.vocab), extra)
+    X = ngram_matrix(tf, texts, extra)
     ridge = _ridge(X, y, alpha)
     prior = Prior(tf.vocab, 0 if extra is None else extra.shape[1])
     prior.idf = _tensor(tf.idf)
@@ -163,17 +187,17 @@ def fit_prior(train: Sequence[Notebook], *, alpha: float = 3.0, max_ngrams: int 
     if extra is not None:
         prior.extra_coef = _tensor(ridge.coef_[len(tf.vocab):])
         prior.extra_mean, prior.extra_scale = _tensor(mean), _tensor(scale)
-    oof = None
-    if oof_folds > 1:
-        nb_fold = group_folds(train, oof_folds, seed)
-        fold = np.concatenate([[nb_fold[k]] * len(nb.markdown) for k, nb in enumerate(train)]).astype(int)
+    oof, ridges = None, []
+    if oof_folds > 1 and folds is not None:
+        fold = np.repeat(np.asarray(folds), D.cell_counts(train)[1]).astype(int)
         oof = np.zeros(len(y))
         for f in range(oof_folds):
+            ridges.append(None)
             if (fold == f).all() or not (fold == f).any():
                 continue
-            r = _ridge(X[fold != f], y[fold != f], alpha)
-            oof[fold == f] = r.predict(X[fold == f])
-    return prior, oof
+            ridges[f] = _ridge(X[fold != f], y[fold != f], alpha)
+            oof[fold == f] = ridges[f].predict(X[fold == f])
+    return prior, oof, ridges
 
 
 def fit_pointwise(train: Sequence[Notebook], config: PointwiseConfig):
@@ -185,7 +209,7 @@ def fit_pointwise(train: Sequence[Notebook], config: PointwiseConfig):
     probe = Pointwise(config, {"words": tf.vocab})
     probe.idf = _tensor(tf.idf)
     extra = np.vstack([probe.extra_features(nb) for nb in train])
-    prior, _ = fit_prior(train, alpha=config.alpha, max_ngrams=config.max_ngrams, extra=extra)
+    prior, _, _ = fit_prior(train, alpha=config.alpha, max_ngrams=config.max_ngrams, extra=extra)
     config.n_ngrams, config.n_extra = len(prior.ngrams), extra.shape[1]
     vocab = {"words": tf.vocab, "ngrams": prior.ngrams}
     model = Pointwise(config, vocab)
@@ -194,174 +218,20 @@ def fit_pointwise(train: Sequence[Notebook], config: PointwiseConfig):
     return model, vocab
 
 
-# ============================================================================ the gap ranker
-def fit_trees(X: np.ndarray, y: np.ndarray, config: RankerConfig, *, seed: int, desc: str,
-              should_stop: Callable[[], bool] = lambda: False):
-    """Boosted trees on (pair features, is-the-true-gap), with a progress bar; returns a Forest,
-    or None when `should_stop()` said to stop before all the trees were fitted.
-
-    Negatives are subsampled (`config.negatives`): a uniform subsample only shifts every logit
-    by the same constant, which does not change a markdown cell's gap distribution.
-    """
-    _sklearn()
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from .trees import export
-
-    rng = np.random.default_rng(seed)
-    keep = (y == 1) | (rng.random(len(y)) < config.negatives)
-    if not (y[keep] == 0).any():  # tiny data: the subsample drew no wrong gap at all
-        keep[:] = True
-    Xk, yk = X[keep], y[keep].astype(np.int8)
-    clf = HistGradientBoostingClassifier(max_iter=0, learning_rate=config.lr,
-                                         max_leaf_nodes=config.leaves, min_samples_leaf=config.min_leaf,
-                                         early_stopping=False, warm_start=True, random_state=seed)
-    chunk = max(10, config.trees // 10)
-    with _threads(), textlab.progress(config.trees, desc, unit="tree") as bar:
-        done = 0
-        while done < config.trees:
-            if should_stop():
-                return None  # a half-fitted forest is not what was asked for: keep nothing
-            step = min(chunk, config.trees - done)
-            clf.set_params(max_iter=done + step)
-            clf.fit(Xk, yk)
-            done += step
-            bar.advance(step, rows=len(yk))
-    return export(clf)
-
-
-def notebook_rows(views: Sequence[F.View]) -> list[tuple[int, int]]:
-    spans, k = [], 0
-    for v in views:
-        n = v.M * (v.C + 1)
-        spans.append((k, k + n))
-        k += n
-    return spans
-
-
-class _Laps:
-    """Seconds of each phase of a fit (logged with the fit)."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.times[name], self._t = now - self._t, now
-
-
-def ranker_text(train: Sequence[Notebook], seed: int, char_features: int) -> F.TextModels:
-    """The ranker's text models: identifier TF-IDF and hashed character n-grams."""
-    words = fit_words(train)
-    cells = [s for nb in train for s in nb.sources]
-    sample = random.Random(seed).sample(cells, min(len(cells), 30_000))  # idf needs no more
-    return F.TextModels(words, F.HashedTfidf.fit(sample, char_features))
-
-
-def pair_table(train: Sequence[Notebook], text: F.TextModels, oof: np.ndarray,
-               should_stop: Callable[[], bool]):
-    """(X, y, views): features of every (markdown, gap) pair and whether it is the true gap;
-    None when `should_stop()` said to stop."""
-    views, blocks, labels = [], [], []
-    k = 0
-    with textlab.progress(len(train), "pair features", unit="nb") as bar:
-        for nb in train:
-            v = F.View(nb, text)
-            p = oof[k:k + v.M]
-            k += v.M
-            blocks.append(F.pair_features(v, p))
-            labels.append((np.arange(v.C + 1)[None, :] == v.true_gaps()[:, None]).ravel())
-            views.append(v)
-            bar.advance(1)
-            if should_stop():
-                return None
-    return np.vstack(blocks), np.concatenate(labels), views
-
-
-def fit_stage1(X: np.ndarray, y: np.ndarray, train: Sequence[Notebook], spans: list[tuple[int, int]],
-               config: RankerConfig, seed: int, should_stop: Callable[[], bool]):
-    """(stage-1 forest, its out-of-fold scores of every pair) or None when stopped. With two
-    stages, each half of the ancestor groups is scored by trees fitted on the other half."""
-    from .trees import Forest
-
-    stage1_oof = np.zeros(len(y))
-    if config.stages < 2:
-        stage1 = fit_trees(X, y, config, seed=seed, desc="stage 1", should_stop=should_stop)
-        return None if stage1 is None else (stage1, stage1_oof)
-    nb_fold = group_folds(train, 2, seed + 1)
-    row_fold = np.concatenate([np.full(b - a, nb_fold[i]) for i, (a, b) in enumerate(spans)])
-    forests = []
-    for f in (0, 1):
-        forest = fit_trees(X[row_fold != f], y[row_fold != f], config, seed=seed + f,
-                           desc=f"stage 1, half {f + 1}/2", should_stop=should_stop)
-        if forest is None:
-            return None
-        stage1_oof[row_fold == f] = forest.predict(X[row_fold == f], desc=f"stage 1, scores of half {2 - f}")
-        forests.append(forest)
-    return Forest.average(forests), stage1_oof
-
-
-def fit_ranker(train: Sequence[Notebook], config: RankerConfig, *, seed: int = 0,
-               should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = textlab.status):
-    """The two-stage gap ranker. Returns (model, vocab, timings); (None, None, timings) when
-    `should_stop()` said to stop (Ctrl-C): nothing half-fitted is kept."""
-    from .model import Ranker
-
-    _sklearn()
-    laps = _Laps()
-    train = usable(train)
-    if config.stages >= 2 and len({nb.ancestor or nb.id for nb in train}) < 2:
-        log("one ancestor group: stage 2 needs two to score each half out of fold; fitting one stage")
-        config.stages = 1
-    text = ranker_text(train, seed, config.char_features)
-    laps.lap("text")
-    prior, oof = fit_prior(train, oof_folds=5, seed=seed)  # + out-of-fold guesses for the training markdown
-    laps.lap("prior")
-    log(f"text models: {len(text.words.vocab):,} identifier terms, {len(prior.ngrams):,} markdown n-grams")
-    table = pair_table(train, text, oof, should_stop)
-    if table is None:
-        return None, None, laps.times
-    X, y, views = table
-    spans = notebook_rows(views)
-    laps.lap("features")
-    log(f"{len(y):,} (markdown, gap) pairs x {X.shape[1]} features from {len(train)} notebooks")
-    stage1 = fit_stage1(X, y, train, spans, config, seed, should_stop)
-    if stage1 is None:
-        return None, None, laps.times
-    stage1, stage1_oof = stage1
-    laps.lap("stage1")
-    stage2 = None
-    if config.stages >= 2:
-        X2 = np.hstack([X, np.vstack([F.stage2_features(v, stage1_oof[a:b]) for v, (a, b) in zip(views, spans)])])
-        del X
-        stage2 = fit_trees(X2, y, config, seed=seed + 7, desc="stage 2", should_stop=should_stop)
-        if stage2 is None:
-            return None, None, laps.times
-        laps.lap("stage2")
-    vocab = {"words": text.words.vocab, "ngrams": prior.ngrams}
-    config.n_words, config.n_ngrams = len(text.words.vocab), len(prior.ngrams)
-    model = Ranker(config, vocab)
-    model.words_idf, model.chars_idf = _tensor(text.words.idf), _tensor(text.chars.idf)
-    model.prior.load_state_dict(prior.state_dict())
-    model.set_forest(1, stage1)
-    if stage2 is not None:
-        model.set_forest(2, stage2)
-    else:
-        config.stages = 1
-    return model, vocab, laps.times
-
-
 # ============================================================================ training (on the engine)
 def train_model(run: textlab.Run, opts: TrainOptions) -> dict:
     """Read the split (see `data.train_valid_split`), then train or fit `opts.model` into the run."""
-    hf_json = None
+    hf_json = encoder = None  # each fails in one line before any work
     if opts.model == "neural" and opts.tokenizer != "hash":
         from .hf import load_tokenizer_json
 
-        hf_json = load_tokenizer_json(opts.tokenizer, allow_hub=opts.hub)  # fails in one line before any work
+        hf_json = load_tokenizer_json(opts.tokenizer, allow_hub=opts.hub)
+    if opts.model == "transformer":
+        from .tformer import prepare_encoder
+
+        encoder = prepare_encoder(run, opts)
     train, valid, how = D.train_valid_split(opts.data, opts.valid_share, opts.split_seed, opts.limit)
-    if opts.model in ("pointwise", "ranker", "neural"):
+    if opts.model in ("pointwise", "ranker", "neural", "transformer"):
         usable(train)  # none with both code and markdown: one line before anything else
     textlab.status(f"{len(train)} training notebooks, {len(valid)} validation notebooks ({how})")
     extra = {"data": textlab.resolve(TASK, opts.data).reference(), "valid_share": opts.valid_share,
@@ -369,6 +239,14 @@ def train_model(run: textlab.Run, opts: TrainOptions) -> dict:
              "valid_notebooks": len(valid)}
     if opts.model == "neural":
         return train_neural(run, opts, train, valid, hf_json=hf_json, extra=extra)
+    if opts.model == "transformer":
+        from .tformer import train_transformer
+
+        return train_transformer(run, opts, encoder, train, valid, extra)
+    if opts.model == "blend":
+        from .blend import train_blend
+
+        return train_blend(run, opts, valid, extra)
     return train_fitted(run, opts, train, valid, extra)
 
 
@@ -384,6 +262,8 @@ def fit_model(name: str, train: Sequence[Notebook], config: Any, *, seed: int,
     if name == "pointwise":
         return (*fit_pointwise(train, config), {})
     if name == "ranker":
+        from .rankfit import fit_ranker
+
         return fit_ranker(train, config, seed=seed, should_stop=should_stop)
     raise textlab.UsageError(f"model {name!r} has no training recipe in ai4code")
 
@@ -402,7 +282,8 @@ def train_fitted(run: textlab.Run, opts: TrainOptions, train: Sequence[Notebook]
         model, vocab, times = fit_model(opts.model, train, config, seed=run.seed, should_stop=should_stop)
         if model is None:
             return None
-        return textlab.Fitted(model, vocab, {"notebooks": len(train), **{f"{k}_time": v for k, v in times.items()}})
+        named = {k if k.endswith(("_mb", "_rows")) else f"{k}_time": v for k, v in times.items()}  # seconds, MB, rows
+        return textlab.Fitted(model, vocab, {"notebooks": len(train), **named})
 
     def evaluate(model) -> dict:
         t = time.perf_counter()
