@@ -86,3 +86,117 @@ def test_word2vec_vocab_ids_follow_the_corpus(tmp_path, monkeypatch):
             starts.append(len(want))
     assert ids.tolist() == want and offs.tolist() == starts
     assert step.info["raw_tokens"] == sum(len(line.split()) for line in src.read_text(encoding="utf-8").splitlines())
+
+
+# ============================================================================ gla
+def _gla_old_read_split(source, split):
+    """The former read_split: each file read whole, a folder's files joined by a line end, one
+    file cut 90/5/5 at line boundaries."""
+    from textlab_gla import data as G
+
+    def read_file(path):
+        name = path.name.lower().removesuffix(".gz")
+        if name.endswith(G.TABLE_SUFFIXES):
+            texts = textlab.read_table(path, ["text"]).column("text").to_pylist()
+            return "".join(t if t.endswith("\n") or not t else t + "\n" for t in texts if t is not None)
+        return "".join(line + "\n" for line in textlab.iter_lines(path))
+
+    path = source.path
+    if path.is_dir():
+        return "\n".join(read_file(f) for f in G.split_files(path, split))
+    return G._cut(read_file(path))[G.SPLITS.index(split)]
+
+
+def _gla_text(rng: random.Random, lines: int) -> str:
+    """Lines with CRLF and CR ends, <unk>, decomposed letters (a combining mark first on a line
+    too), characters beyond the BMP, empty lines."""
+    parts = ["ab", "Cé", "e\u0301", "\u0301x", " <unk> ", "\U0001F600", "ё", "  ", "= T =", "z"]
+    out = []
+    for _ in range(lines):
+        out.append("".join(rng.choice(parts) for _ in range(rng.randint(0, 12))) + rng.choice(["\n", "\r\n", "\r"]))
+    return "".join(out)
+
+
+@pytest.fixture()
+def gla_home(tmp_path, monkeypatch):
+    from textlab_gla import data as G
+
+    monkeypatch.setenv("TEXTLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(G, "BLOCK", 64)  # many blocks on small data
+    return G
+
+
+def test_gla_prepare_streamed_is_the_normalised_whole_split(tmp_path, gla_home):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    G = gla_home
+    rng = random.Random(0)
+    folder = tmp_path / "wt"
+    folder.mkdir()
+    (folder / "train.txt").write_bytes(_gla_text(rng, 300).encode("utf-8"))
+    (folder / "valid.txt").write_bytes(_gla_text(rng, 40).encode("utf-8"))
+    rows = [_gla_text(rng, 1).rstrip("\r\n") for _ in range(50)] + ["", "line\n"]
+    pq.write_table(pa.table({"text": rows}), folder / "test.parquet", row_group_size=7)
+    one = tmp_path / "one.txt"
+    one.write_bytes(_gla_text(rng, 500).encode("utf-8"))
+    for data in (folder, one):
+        source = textlab.resolve("gla", str(data))
+        meta = G.prepare(str(data))
+        for split in G.SPLITS:
+            want = G.normalize(_gla_old_read_split(source, split))
+            got = (Path(meta["dir"]) / f"{split}.txt").read_bytes().decode("utf-8")
+            assert got == want and G.read_split(source, split) == _gla_old_read_split(source, split)
+            assert meta["splits"][split] == {"chars": len(want), "lines": want.count("\n"),
+                                             "distinct": len(set(want)), "unk": want.count(G.UNK)}
+
+
+def test_gla_vocab_counted_by_blocks_is_the_one_of_the_whole_text(tmp_path, gla_home):
+    G = gla_home
+    folder = tmp_path / "wt"
+    folder.mkdir()
+    rng = random.Random(1)
+    for split, n in (("train", 400), ("valid", 60), ("test", 60)):
+        (folder / f"{split}.txt").write_text(_gla_text(rng, n) + ("Ω∑ unseen" if split == "test" else ""),
+                                             encoding="utf-8")
+    for min_count in (1, 5):
+        voc, report = G.vocab_for(str(folder), min_count)
+        texts = G.load_texts(str(folder))
+        ref = G.build_vocab(texts["train"], min_count)
+        assert voc.itos == ref.itos and voc.counts == ref.counts
+        assert report == json.loads(json.dumps(G.coverage(ref, texts)))
+        assert report["splits"]["test"]["unknown_distinct"] >= 2
+        for split in G.SPLITS:
+            ids = G.load_ids(str(folder), voc, split)
+            assert ids.dtype == G.encode(texts[split], voc).dtype and ids.tolist() == G.encode(texts[split], voc).tolist()
+        files = sorted(Path(G.prepare(str(folder))["dir"]).glob("train.*.int16"))
+        stamp = [f.stat().st_mtime_ns for f in files]
+        assert G.load_ids(str(folder), voc, "train").tolist() == G.encode(texts["train"], voc).tolist()
+        assert [f.stat().st_mtime_ns for f in files] == stamp  # the ids file is reused, not written again
+
+
+def test_gla_encode_by_blocks_is_the_former_encode(gla_home):
+    import torch
+
+    G = gla_home
+    text = _gla_text(random.Random(2), 200)
+    voc = G.build_vocab(text[: len(text) // 3], min_count=2)
+
+    def old_encode(text, vocab):
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        dtype = np.int16 if len(vocab) < 2 ** 15 else np.int32
+        table = np.full(int(max(cps.max(), max(ord(c) for c in vocab.itos))) + 1, vocab.unk_id, dtype=dtype)
+        for ch, i in vocab.stoi.items():
+            table[ord(ch)] = i
+        return torch.from_numpy(table[cps])
+
+    got, want = G.encode(text, voc), old_encode(text, voc)
+    assert got.dtype == want.dtype == torch.int16 and torch.equal(got, want)
+    assert G.encode("", voc).dtype == torch.int16 and len(G.encode("", voc)) == 0
+
+
+def test_gla_prepared_data_is_not_read_again(gla_home, monkeypatch):
+    G = gla_home
+    meta = G.prepare("sample")
+    monkeypatch.setattr(G, "split_pieces", lambda *a: pytest.fail("read the source again"))
+    assert G.prepare("sample")["splits"] == meta["splits"]
