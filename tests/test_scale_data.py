@@ -88,6 +88,18 @@ def test_word2vec_vocab_ids_follow_the_corpus(tmp_path, monkeypatch):
     assert step.info["raw_tokens"] == sum(len(line.split()) for line in src.read_text(encoding="utf-8").splitlines())
 
 
+
+@pytest.mark.parametrize("vocab_size,dim,seed", [(1000, 100, 1), (37, 7, -1), (5, 300, 12345)])
+def test_word2vec_vectors_start_as_before_without_temporary_matrices(vocab_size, dim, seed):
+    from textlab_word2vec.model import init_vectors
+
+    rng = np.random.default_rng(seed % 2**64)
+    former = ((rng.random((vocab_size, dim), dtype=np.float32) - np.float32(0.5)) / np.float32(dim)).astype(np.float32)
+    syn0, syn1 = init_vectors(vocab_size, dim, seed)
+    assert syn0.dtype == np.float32 and syn0.tobytes() == former.tobytes()
+    assert syn1.shape == (vocab_size, dim) and not syn1.any()
+
+
 # ============================================================================ gla
 def _gla_old_read_split(source, split):
     """The former read_split: each file read whole, a folder's files joined by a line end, one
@@ -200,3 +212,108 @@ def test_gla_prepared_data_is_not_read_again(gla_home, monkeypatch):
     meta = G.prepare("sample")
     monkeypatch.setattr(G, "split_pieces", lambda *a: pytest.fail("read the source again"))
     assert G.prepare("sample")["splits"] == meta["splits"]
+
+
+# ============================================================================ agnews
+def _agnews_old_prepare(source, split, tokenizer, path):
+    """The former prepare: every row loaded, checked, tokenised into one list, saved with torch."""
+    import torch
+    from textlab_agnews import data as A
+
+    rows = A.load_rows(source, split)
+    index, ids, offsets = {}, [], [0]
+    for text in rows["text"]:
+        toks = A.tokenize(text, tokenizer) or ["<unk>"]
+        ids.extend(index.setdefault(t, len(index)) for t in toks)
+        offsets.append(len(ids))
+    with open(path, "wb") as fh:
+        torch.save({"words": list(index), "ids": torch.tensor(ids, dtype=torch.int32),
+                    "offsets": torch.tensor(offsets, dtype=torch.int64),
+                    "labels": torch.tensor(rows["label"], dtype=torch.int64)}, fh)
+
+
+@pytest.fixture()
+def agnews_data(tmp_path, monkeypatch):
+    """A folder: train as two parquet files of several row groups (some rows of punctuation
+    only), test as a classic CSV; the batches and blocks made small."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from textlab_agnews import data as A
+
+    monkeypatch.setenv("TEXTLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(A, "BATCH_ROWS", 13)
+    monkeypatch.setattr(A, "BLOCK_ROWS", 17)
+    sample = A.make_sample("train")
+    texts = [t if i % 50 else "... !!" for i, t in enumerate(sample["text"])]
+    folder = tmp_path / "ag"
+    folder.mkdir()
+    half = len(texts) // 2
+    for name, a, b in (("train-00000-of-00002.parquet", 0, half), ("train-00001-of-00002.parquet", half, len(texts))):
+        pq.write_table(pa.table({"text": texts[a:b], "label": sample["label"][a:b]}), folder / name, row_group_size=29)
+    test = A.make_sample("test")
+    (folder / "test.csv").write_text("".join(f'"{y + 1}","{t[:20]}","{t[20:]}"\n' for t, y in zip(test["text"], test["label"])),
+                                     encoding="utf-8")
+    return A, folder
+
+
+@pytest.mark.parametrize("tokenizer", ["builtin", "nltk"])
+def test_agnews_prepare_by_batches_writes_the_cache_of_one_list(agnews_data, tmp_path, tokenizer):
+    A, folder = agnews_data
+    for data, split in ((str(folder), "train"), (str(folder), "test"), ("sample", "train")):
+        source = A.resolve(data)
+        prep = A.prepare(source, split, tokenizer=tokenizer)
+        key = source.fingerprint(split, A.CLEANING, A.SAMPLE_VERSION, tokenizer)
+        cached = textlab.cache_dir("agnews", "prepared", key) / f"{split}.pt"
+        _agnews_old_prepare(source, split, tokenizer, tmp_path / "old.pt")
+        assert cached.read_bytes() == (tmp_path / "old.pt").read_bytes()
+        assert not list(cached.parent.glob("*.tmp"))
+        again = A.prepare(source, split, tokenizer=tokenizer)  # from the cache, memory-mapped
+        assert again.words == prep.words and again.ids.tolist() == prep.ids.tolist()
+
+
+def test_agnews_counts_coverage_encode_and_text_by_blocks_are_the_former_ones(agnews_data, tmp_path):
+    import torch
+
+    A, folder = agnews_data
+    prep = A.prepare(A.resolve(str(folder)), "train")
+    train_idx, valid_idx = A.split_valid(prep.labels, 0.1)
+    # the former formulas, on the whole split at once
+    keep = torch.zeros(len(prep), dtype=torch.bool)
+    keep[train_idx] = True
+    counts = torch.bincount(prep.ids[torch.repeat_interleave(keep, prep.lengths)], minlength=len(prep.words))
+    assert torch.equal(prep.counts(train_idx), counts) and torch.equal(prep.counts(), torch.bincount(prep.ids))
+    vocab = A.build_vocab(prep, train_idx, 2)
+    lut = torch.tensor([vocab.stoi.get(w, A.UNK) for w in prep.words], dtype=torch.int64)
+    assert torch.equal(A.encode(prep, vocab).ids, lut[prep.ids.long()])
+    token_rows = torch.repeat_interleave(torch.arange(len(prep)), prep.lengths)
+    in_valid = torch.zeros(len(prep), dtype=torch.bool)
+    in_valid[valid_idx] = True
+    for cov in A.coverage(prep, train_idx, valid_idx, [1, 2, 5]):
+        known = counts >= cov["min_count"]
+        unknown = torch.zeros(len(prep), dtype=torch.bool)
+        unknown[token_rows[in_valid[token_rows] & ~known[prep.ids.long()]]] = True
+        assert cov["valid_rows_known"] == 1.0 - float(unknown[valid_idx].float().mean())
+    assert 0 < A.coverage(prep, train_idx, valid_idx, [5])[0]["valid_rows_known"] < 1
+    A.write_text(prep, train_idx, tmp_path / "t.txt")
+    ids, offs = prep.ids.tolist(), prep.offsets.tolist()
+    want = "".join(" ".join(prep.words[j] for j in ids[offs[i]:offs[i + 1]]) + "\n" for i in sorted(train_idx.tolist()))
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == want
+
+
+def test_agnews_bad_rows_are_found_in_any_batch(agnews_data, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    A, _ = agnews_data
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    pq.write_table(pa.table({"text": ["fine text"] * 40 + [""], "label": [1] * 41}), bad / "train.parquet", row_group_size=7)
+    with pytest.raises(textlab.DataError, match="row 41 has an empty text"):
+        A.prepare(A.resolve(str(bad)), "train")
+    pq.write_table(pa.table({"text": ["fine"] * 30, "label": [0] * 29 + [7]}), bad / "train.parquet", row_group_size=7)
+    with pytest.raises(textlab.DataError, match="row 30 has label 7"):
+        A.prepare(A.resolve(str(bad)), "train")
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), bad / "train.parquet")
+    with pytest.raises(textlab.DataError, match="has no rows"):
+        A.prepare(A.resolve(str(bad)), "train")
+    assert not [p for p in (tmp_path / "home").rglob("*") if p.is_file()]  # nothing cached, no spill left
