@@ -381,8 +381,8 @@ def iter_parquet(path: str | os.PathLike, columns: list[str], *, batch_size: int
     too large to read whole: memory holds about one batch, whatever the file's size (no
     read-ahead of the file, and pyarrow's pool gives back what each batch used).
 
-    An unreadable file, or a missing column, is one DataError (`hint`: what to say about the
-    columns; default: the file's columns)."""
+    An unreadable file, or a missing column, is one DataError (its hint: the file's columns, then
+    `hint`, e.g. which option chooses the column)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -395,7 +395,7 @@ def iter_parquet(path: str | os.PathLike, columns: list[str], *, batch_size: int
     missing = [c for c in columns if c not in names]
     if missing:
         raise DataError(f"{path} has no column {', '.join(repr(m) for m in missing)}",
-                        hint=hint or f"its columns: {', '.join(names)}")
+                        hint=f"its columns: {', '.join(names)}" + (f"; {hint}" if hint else ""))
     pool = pa.default_memory_pool()
     try:
         for batch in pf.iter_batches(columns=list(columns), batch_size=batch_size):
