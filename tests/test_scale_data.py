@@ -317,3 +317,25 @@ def test_agnews_bad_rows_are_found_in_any_batch(agnews_data, tmp_path):
     with pytest.raises(textlab.DataError, match="has no rows"):
         A.prepare(A.resolve(str(bad)), "train")
     assert not [p for p in (tmp_path / "home").rglob("*") if p.is_file()]  # nothing cached, no spill left
+
+
+# ============================================================================ core: textlab.iter_parquet
+def test_iter_parquet_reads_every_row_in_batches_and_fails_in_one_line(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(95)], "n": list(range(95)), "x": [0.5] * 95}), path,
+                   row_group_size=20)
+    batches = list(textlab.iter_parquet(path, ["n", "text"], batch_size=7))
+    assert max(b.num_rows for b in batches) <= 7 and batches[0].schema.names == ["n", "text"]
+    assert [v for b in batches for v in b.column(0).to_pylist()] == list(range(95))
+    with pytest.raises(textlab.DataError, match="has no column 'label'") as err:
+        list(textlab.iter_parquet(path, ["text", "label"]))
+    assert "its columns: text, n, x" in err.value.hint
+    with pytest.raises(textlab.DataError, match="has no column 'label'") as err:
+        list(textlab.iter_parquet(path, ["label"], hint="choose one with --column"))
+    assert err.value.hint == "its columns: text, n, x; choose one with --column"
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(textlab.DataError, match="cannot read"):
+        list(textlab.iter_parquet(tmp_path / "bad.parquet", ["text"]))

@@ -251,20 +251,9 @@ def row_batches(source: textlab.Source, split: str) -> Iterator[dict]:
 
 
 def _parquet_batches(path: Path) -> Iterator[dict]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds; all mean "not a parquet file"
-        raise textlab.DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-    names = pf.schema_arrow.names
-    missing = [c for c in ("text", "label") if c not in names]
-    if missing:
-        raise textlab.DataError(f"{path} has no column {missing[0]!r}",
-                                hint=f"its columns: {', '.join(names)}; expected text and label "
-                                     "(0-3), or the classic CSV: class index 1-4, title, description")
     done = 0
-    for batch in pf.iter_batches(columns=["text", "label"], batch_size=BATCH_ROWS):
+    hint = "expected text and label (0-3), or the classic CSV: class index 1-4, title, description"
+    for batch in textlab.iter_parquet(path, ["text", "label"], batch_size=BATCH_ROWS, hint=hint):
         texts, labels = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         if texts:
             yield check_rows(texts, labels, str(path), first_line=done + 1)

@@ -167,15 +167,7 @@ def _file_pieces(path: Path) -> Iterator[str]:
     row (parquet by row groups)."""
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".parquet") and not path.name.lower().endswith(".gz"):
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds; all mean "not a parquet file"
-            raise textlab.DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-        if "text" not in pf.schema_arrow.names:
-            raise textlab.DataError(f"{path} has no column 'text'", hint=f"its columns: {', '.join(pf.schema_arrow.names)}")
-        for batch in pf.iter_batches(columns=["text"], batch_size=10_000):
+        for batch in textlab.iter_parquet(path, ["text"]):
             yield from _rows(t for t in batch.column(0).to_pylist() if t is not None)
     elif name.endswith(TABLE_SUFFIXES):
         yield from _rows(t for t in textlab.read_table(path, ["text"]).column("text").to_pylist() if t is not None)

@@ -185,16 +185,7 @@ def source_lines(data: str, column: str = "text") -> tuple[textlab.Source, Itera
 
 
 def _parquet_lines(path: Path, column: str) -> Iterator[str]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds; all mean "not a parquet file"
-        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    names = pf.schema_arrow.names
-    if column not in names:
-        raise DataError(f"{path} has no column {column!r}", hint=f"its columns: {', '.join(names)}; choose one with --column")
-    for batch in pf.iter_batches(columns=[column], batch_size=10_000):
+    for batch in textlab.iter_parquet(path, [column], hint="choose one with --column"):
         for value in batch.column(0).to_pylist():
             if value is not None:
                 yield str(value)
