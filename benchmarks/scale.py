@@ -3,7 +3,8 @@
     flock /work/bench.lock python benchmarks/scale.py                  # full (about an hour)
     flock /work/bench.lock python benchmarks/scale.py --quick          # small bases, a few minutes
     flock /work/bench.lock python benchmarks/scale.py --tasks gla --sizes 1 4 16 64
-    flock /work/bench.lock python benchmarks/scale.py --seed-size word2vec   # 1B tokens, 2.5M words (hours)
+    python benchmarks/scale.py --seed-size word2vec --data-dir /tmp/w2v-seed --make-only   # the data (17 min)
+    flock /work/bench.lock python benchmarks/scale.py --seed-size word2vec --data-dir /tmp/w2v-seed  # 1B tokens
     flock /work/bench.lock python benchmarks/scale.py --seed-size gla        # 540M characters (WikiText-103 size)
 
 For each task, its pipeline runs through the real CLI (`python -m textlab VERB ... --json`), each
@@ -249,8 +250,9 @@ def word2vec_units(rows: list[dict]) -> dict:
     tr = next((r for r in rows if r["stage"] == "train"), None)
     if tr:
         s = (tr["result"].get("result") or {}).get("summary") or {}
-        units.update(train_raw_words_per_s=s.get("raw_words_per_s"), train_s=s.get("seconds"),
-                     train_words=s.get("words"), train_stopped=s.get("stopped"))
+        units.update(train_raw_words_per_s=s.get("raw_words_per_s"), train_words_per_s=s.get("words_per_s"),
+                     train_s=s.get("seconds"), train_epochs_done=s.get("epochs_done"), train_stopped=s.get("stopped"),
+                     train_kernel_load_s=s.get("compile_seconds"))
     return units
 
 
@@ -561,51 +563,47 @@ def plot(result: dict, path: Path) -> None:
 
 
 # ============================================================================ seed-size modes
-def seed_word2vec(tmp: Path, threads: int, copies: int, share: float | None) -> dict:
-    """1x ruslit, then the seed-size corpus (`copies` copies: 165 = 1B tokens): prep, vocab, one epoch
-    of train (or the first `share` of it, by --time-budget: see the JSON), no eval."""
-    result: dict = {"mode": "seed-size word2vec", "runs": []}
+def seed_data(task: str, n: int, data_dir: Path) -> tuple[Path, dict]:
+    """The data of `n` copies for a seed-size run, made in `data_dir` (or found there: made.json)."""
+    folder = data_dir / f"{task}-x{n}"
+    data = folder / ("corpus.txt" if task == "word2vec" else "data")
+    marker = folder / "made.json"
+    if marker.exists():
+        return data, json.loads(marker.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    t0 = time.perf_counter()
+    info = write_w2v_corpus(w2v_base(None), n, data) if task == "word2vec" else write_gla_data(data, n)
+    info["seconds_to_make"] = round(time.perf_counter() - t0, 1)
+    marker.write_text(json.dumps(info))
+    return data, info
+
+
+def seed_run(task: str, copies: int, tmp: Path, data_dir: Path, threads: int, *, share: float | None = None,
+             steps: int = 30) -> dict:
+    """The 1x data, then the seed-size data (`copies` copies), through the task's pipeline.
+
+    word2vec: 165 copies = 1B tokens and 2.5M words; prep, vocab, one epoch of train (or its first
+    `share` seconds, by --time-budget), eval on the 1x data only (its cost does not depend on the
+    corpus). gla: 50 copies = 540M characters (WikiText-103's size); prep, vocab, train (--steps,
+    the default model: d_model 256, 4 layers, 16 windows of 512); no eval (it reads valid only)."""
+    result: dict = {"mode": f"seed-size {task}", "runs": []}
     for n in (1, copies):
-        console.rule(f"[bold]word2vec[/] x{n}")
-        folder = tmp / f"w2v-x{n}"
-        folder.mkdir(parents=True, exist_ok=True)
-        data = folder / "corpus.txt"
-        t0 = time.perf_counter()
-        info = write_w2v_corpus(w2v_base(None), n, data)
-        info["seconds_to_make"] = round(time.perf_counter() - t0, 1)
+        console.rule(f"[bold]{task}[/] x{n}")
+        data, info = seed_data(task, n, data_dir)
         console.print(f"  data: {info} (load {load()})")
-        env = env_for(folder, threads)
-        extra = []
-        if n > 1 and share:
-            extra = ["--time-budget", str(int(share))]
-        rows = word2vec_pipeline(data, env, threads, extra_train=extra)
-        units = word2vec_units(rows)
+        env = env_for(tmp / f"{task}-x{n}-work", threads)
+        if task == "word2vec":
+            extra = ["--time-budget", str(int(share))] if n > 1 and share else []
+            rows = word2vec_pipeline(data, env, threads, extra_train=extra)
+            units = word2vec_units(rows)
+        else:
+            rows = gla_pipeline(data, env, threads, steps=steps, evaluate=False, train_args=GLA_SEED_TRAIN)
+            units = gla_units(rows)
         for r in rows:
             r.pop("result", None)
         result["runs"].append({"copies": n, "data": info, "units": units, "stages": rows})
-        shutil.rmtree(folder, ignore_errors=True)
-    return result
-
-
-def seed_gla(tmp: Path, threads: int, copies: int, steps: int) -> dict:
-    """WikiText-2 (1x), then `copies` copies (50 = 540M characters, WikiText-103's size): prep, vocab,
-    train (--steps, the default model: d_model 256, 4 layers, 16 windows of 512), no eval (its cost
-    does not depend on the train split)."""
-    result: dict = {"mode": "seed-size gla", "runs": []}
-    for n in (1, copies):
-        console.rule(f"[bold]gla[/] x{n}")
-        folder = tmp / f"gla-x{n}"
-        t0 = time.perf_counter()
-        info = write_gla_data(folder / "data", n)
-        info["seconds_to_make"] = round(time.perf_counter() - t0, 1)
-        console.print(f"  data: {info} (load {load()})")
-        env = env_for(folder, threads)
-        rows = gla_pipeline(folder / "data", env, threads, steps=steps, evaluate=False, train_args=GLA_SEED_TRAIN)
-        units = gla_units(rows)
-        for r in rows:
-            r.pop("result", None)
-        result["runs"].append({"copies": n, "data": info, "units": units, "stages": rows})
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(tmp / f"{task}-x{n}-work", ignore_errors=True)
     return result
 
 
@@ -615,7 +613,7 @@ def show_seed(result: dict) -> None:
     t.add_column("stage")
     for r in result["runs"]:
         t.add_column(f"x{r['copies']}", justify="right")
-    for name in [s["stage"] for s in result["runs"][-1]["stages"]]:
+    for name in dict.fromkeys(s["stage"] for r in result["runs"] for s in r["stages"]):
         cells = []
         for r in result["runs"]:
             s = next((s for s in r["stages"] if s["stage"] == name), None)
@@ -647,6 +645,9 @@ def main() -> int:
                     help="--seed-size word2vec: stop training after this many seconds (--time-budget), when a full "
                          "epoch does not fit in the time there is")
     ap.add_argument("--steps", type=int, default=30, help="--seed-size gla: training steps")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="--seed-size: make the data here (or use what an earlier --make-only made) and keep it")
+    ap.add_argument("--make-only", action="store_true", help="--seed-size: only make the data in --data-dir")
     a = ap.parse_args()
     a.threads = a.threads or (2 if a.seed_size else 1)
     tmp = Path(tempfile.mkdtemp(prefix="textlab-scale-", dir=a.tmp))
@@ -658,10 +659,13 @@ def main() -> int:
                                      text=True).stdout.strip()}
     try:
         if a.seed_size:
-            if a.seed_size == "word2vec":
-                result = seed_word2vec(tmp, a.threads, a.copies or 165, a.epoch_share)
-            else:
-                result = seed_gla(tmp, a.threads, a.copies or 50, a.steps)
+            copies = a.copies or (165 if a.seed_size == "word2vec" else 50)
+            data_dir = a.data_dir or tmp
+            if a.make_only:
+                for n in (1, copies):
+                    console.print(seed_data(a.seed_size, n, data_dir))
+                return 0
+            result = seed_run(a.seed_size, copies, tmp, data_dir, a.threads, share=a.epoch_share, steps=a.steps)
             result.update(meta, load_end=load(), minutes=round((time.time() - t0) / 60, 1))
             out = a.out or RESULTS / f"scale-{a.seed_size}-seed.json"
             out.parent.mkdir(parents=True, exist_ok=True)
