@@ -16,9 +16,12 @@ columns class index 1-4, title, description.
 
 from __future__ import annotations
 
+import array
 import html
 import random
 import re
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -390,12 +393,11 @@ def prepare(source: textlab.Source, split: str, *, tokenizer: str = "builtin", q
             return Prepared(d["ids"], d["offsets"], d["labels"], words=d["words"])
         except Exception:  # noqa: BLE001 - a torn cache file: rebuild it
             path.unlink(missing_ok=True)
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f"{split}.ids.", suffix=".tmp", delete=False) as ids_fh:
-        spill = Path(ids_fh.name)  # (a name of its own: the ranks of a torchrun may prepare at once)
+    # the ids go to a file of their own (the ranks of a torchrun may prepare at once)
+    ids_fh = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f"{split}.ids.", suffix=".tmp", delete=False)
+    spill = Path(ids_fh.name)
     try:
-        with open(spill, "wb") as ids_fh:
+        with ids_fh:
             words, offsets, labels = _tokenize_rows(source, split, tokenizer, ids_fh, quiet)
         ids = _ids_tensor(spill, int(offsets[-1]))
         with textlab.atomic_write(path, "wb") as fh:
@@ -413,9 +415,6 @@ def _tokenize_rows(source: textlab.Source, split: str, tokenizer: str, ids_fh: A
                    quiet: bool) -> tuple[list[str], Any, Any]:
     """Tokenise the rows batch by batch, writing int32 ids to `ids_fh`. -> (words in first-seen
     order, offsets int64 array, labels int64 array)."""
-    import array
-    import sys
-
     index: dict[str, int] = {}
     offsets, labels = array.array("q", [0]), array.array("q")
     ids = array.array("i")
