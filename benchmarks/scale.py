@@ -251,8 +251,10 @@ def word2vec_units(rows: list[dict]) -> dict:
     if tr:
         s = (tr["result"].get("result") or {}).get("summary") or {}
         units.update(train_raw_words_per_s=s.get("raw_words_per_s"), train_words_per_s=s.get("words_per_s"),
-                     train_s=s.get("seconds"), train_epochs_done=s.get("epochs_done"), train_stopped=s.get("stopped"),
-                     train_kernel_load_s=s.get("compile_seconds"))
+                     train_effective_words_per_s=s.get("effective_words_per_s"), train_pairs_per_s=s.get("pairs_per_s"),
+                     train_pairs=s.get("pairs"), train_s=s.get("seconds"), train_epochs_done=s.get("epochs_done"),
+                     train_stopped=s.get("stopped"), train_kernel_load_s=s.get("compile_seconds"),
+                     train_peak_rss_mb_before=s.get("peak_rss_mb_before"))
     return units
 
 
