@@ -626,6 +626,29 @@ def show_seed(result: dict) -> None:
         out.print(f"  x{r['copies']}: {r['data']} {r['units']}")
 
 
+def markdown(result: dict) -> str:
+    """The tables of a scale.json (or a --seed-size JSON) in Markdown, for benchmarks/SCALE.md."""
+    lines = []
+    tasks = result.get("tasks") or {result["mode"]: {"runs": result["runs"], "growth": growth(result["runs"])}}
+    for task, t in tasks.items():
+        runs = sorted(t["runs"], key=lambda r: r["copies"])
+        lines += [f"**{task}**", "", "| stage | " + " | ".join(f"x{r['copies']}" for r in runs)
+                  + " | CPU time exponent | anon memory exponent |",
+                  "|---|" + "---:|" * len(runs) + "---:|---:|"]
+        for name, g in t["growth"].items():
+            cells = []
+            for r in runs:
+                st = next((s for s in r["stages"] if s["stage"] == name), None)
+                cells.append(f"{st['wall_s']:,.1f} s ({st['cpu_s']:,.1f}) / {st['peak_rss_mb']:,.0f} "
+                             f"({st['peak_anon_mb']:,.0f}) MB" if st else "-")
+            exps = [" ".join("-" if v is None else f"{v:.2f}" for v in g[k]["steps"]) + f" (fit {g[k]['fit']})"
+                    for k in ("cpu_s", "peak_anon_mb")]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {exps[0]} | {exps[1]} |")
+        loads = [s["load_start"] for r in runs for s in r["stages"]]
+        lines += ["", f"load average (1 min) at the start of the stages: {min(loads)} to {max(loads)}", ""]
+    return "\n".join(lines)
+
+
 # ============================================================================ main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -650,7 +673,11 @@ def main() -> int:
     ap.add_argument("--data-dir", type=Path, default=None,
                     help="--seed-size: make the data here (or use what an earlier --make-only made) and keep it")
     ap.add_argument("--make-only", action="store_true", help="--seed-size: only make the data in --data-dir")
+    ap.add_argument("--markdown", type=Path, default=None, help="print the tables of this results JSON as Markdown")
     a = ap.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(a.markdown.read_text(encoding="utf-8"))))
+        return 0
     a.threads = a.threads or (2 if a.seed_size else 1)
     tmp = Path(tempfile.mkdtemp(prefix="textlab-scale-", dir=a.tmp))
     started = time.strftime("%Y-%m-%d %H:%M:%S")
