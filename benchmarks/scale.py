@@ -244,6 +244,26 @@ def word2vec_pipeline(data: Path, env: dict, threads: int, *, train: bool = True
     return rows
 
 
+def epoch_tenths(run: str | None) -> list | None:
+    """In-vocabulary words per second over each tenth of the epoch, from the run's metrics.jsonl
+    (a record every 2 s; the first tenth starts at the first record, after the start-up): whether
+    the rate holds from the start of the epoch to its end."""
+    path = Path(run or "") / "metrics.jsonl"
+    if not run or not path.exists():
+        return None
+    pts = [(rec["step"], rec["time"]) for rec in map(json.loads, path.read_text().splitlines())
+           if rec.get("name") == "words_per_s"]
+    if len(pts) < 11:
+        return None
+    total = pts[-1][0]
+    out, last = [], pts[0]
+    for k in range(1, 11):
+        nxt = next((p for p in pts if p[0] >= total * k / 10), pts[-1])
+        out.append(round((nxt[0] - last[0]) / (nxt[1] - last[1])) if nxt[1] > last[1] else None)
+        last = nxt
+    return out
+
+
 def word2vec_units(rows: list[dict]) -> dict:
     v = next(r for r in rows if r["stage"] == "vocab")["result"]
     units = {"tokens": v.get("raw_tokens"), "vocab_size": v.get("vocab_size")}
@@ -254,7 +274,8 @@ def word2vec_units(rows: list[dict]) -> dict:
                      train_effective_words_per_s=s.get("effective_words_per_s"), train_pairs_per_s=s.get("pairs_per_s"),
                      train_pairs=s.get("pairs"), train_s=s.get("seconds"), train_epochs_done=s.get("epochs_done"),
                      train_stopped=s.get("stopped"), train_kernel_load_s=s.get("compile_seconds"),
-                     train_peak_rss_mb_before=s.get("peak_rss_mb_before"))
+                     train_peak_rss_mb_before=s.get("peak_rss_mb_before"),
+                     train_words_per_s_by_tenth=epoch_tenths(tr["result"].get("run")))
     return units
 
 
