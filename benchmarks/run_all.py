@@ -3,10 +3,13 @@
     python benchmarks/run_all.py            # the full benchmarks (long: see each task's README)
     python benchmarks/run_all.py --quick    # each in its quick mode (minutes), checks they work
     python benchmarks/run_all.py --only gla word2vec
+    python benchmarks/run_all.py --only scale --quick   # how time and memory grow with the data (scale.py)
 
 Each `benchmarks/<task>.py` prints its own rich table and writes `benchmarks/results/<task>.json`
-(with the load average next to every timing). This driver adds `benchmarks/results/run_all.json`:
-per task the exit status, wall time and the load average before and after.
+(with the load average next to every timing); `scale` is `benchmarks/scale.py`, every task's
+pipeline at growing data sizes (`scale.json`, `scale.png`). This driver adds
+`benchmarks/results/run_all.json`: per task the exit status, wall time and the load average
+before and after.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
-TASKS = ["agnews", "word2vec", "gla", "recrnn", "ai4code"]
+TASKS = ["agnews", "word2vec", "gla", "recrnn", "ai4code", "scale"]
 
 
 def main() -> int:

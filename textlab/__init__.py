@@ -21,8 +21,8 @@ _FROM: dict[str, tuple[str, ...]] = {
     "typer": ("Argument", "Option"),  # typed options of keyword-style verb functions
     ".checkpoint": ("Artifact", "load_checkpoint", "load_weights", "open_artifact", "same_data", "save_checkpoint"),
     ".console": ("Timer", "progress", "show", "status", "warn"),
-    ".data": ("Source", "atomic_write", "cache_dir", "fingerprint", "iter_lines", "load_hub", "read_json", "read_table",
-              "resolve", "split_files", "textlab_home", "write_json"),
+    ".data": ("Source", "atomic_write", "cache_dir", "fingerprint", "iter_lines", "iter_parquet", "load_hub",
+              "read_json", "read_table", "resolve", "split_files", "textlab_home", "write_json"),
     ".engine": ("Callback", "Engine", "FitResult", "Fitted", "Schedule", "adamw", "fit", "seed_everything"),
     ".errors": ("CheckpointError", "DataError", "PluginError", "TextlabError", "UsageError"),
     ".runner": ("execute",),

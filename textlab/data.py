@@ -375,6 +375,39 @@ def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None, *,
     return table
 
 
+def iter_parquet(path: str | os.PathLike, columns: list[str], *, batch_size: int = 10_000,
+                 hint: str | None = None) -> Iterator[Any]:
+    """The `columns` of a parquet file as pyarrow record batches of `batch_size` rows, for data
+    too large to read whole: memory holds about one batch, whatever the file's size (no
+    read-ahead of the file, and pyarrow's pool gives back what each batch used).
+
+    An unreadable file, or a missing column, is one DataError (its hint: the file's columns, then
+    `hint`, e.g. which option chooses the column)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds; all mean "not a parquet file"
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
+    names = pf.schema_arrow.names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DataError(f"{path} has no column {', '.join(repr(m) for m in missing)}",
+                        hint=f"its columns: {', '.join(names)}" + (f"; {hint}" if hint else ""))
+    pool = pa.default_memory_pool()
+    try:
+        for batch in pf.iter_batches(columns=list(columns), batch_size=batch_size):
+            yield batch
+            del batch
+            pool.release_unused()
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt page deep in the file
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
+
+
 # ---------------------------------------------------------------------------- hub
 def offline() -> bool:
     """True when the user asked for offline mode (`--offline` or the HF variables)."""

@@ -16,12 +16,15 @@ columns class index 1-4, title, description.
 
 from __future__ import annotations
 
+import array
 import html
 import random
 import re
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import textlab
 
@@ -225,6 +228,43 @@ def check_rows(texts: Sequence[Any], labels: Sequence[Any], where: str, *, first
     return {"text": list(texts), "label": out_labels}
 
 
+BATCH_ROWS = 20_000  # rows read, checked and tokenised at a time
+BLOCK_ROWS = 1 << 16  # rows of a prepared split counted, encoded or written at a time
+
+
+def row_batches(source: textlab.Source, split: str) -> Iterator[dict]:
+    """The rows of one split as checked batches of {"text", "label"} (their concatenation is
+    `load_rows`): a local parquet file is read by row groups, so memory holds one batch of text."""
+    if source.kind == "local" and one_file(source) and split != "train":
+        load_rows(source, split)  # the one-line error: one file has no other split
+    if source.kind != "local":
+        rows = load_rows(source, split)
+        for a in range(0, len(rows["label"]), BATCH_ROWS):
+            yield {"text": rows["text"][a:a + BATCH_ROWS], "label": rows["label"][a:a + BATCH_ROWS]}
+        return
+    path = Path(source.path)
+    files = [path] if path.is_file() else textlab.split_files(path, split, suffixes=TABLE_SUFFIXES)
+    if not files:
+        load_rows(source, split)  # the one-line error naming what is missing
+    for f in files:
+        if f.name.lower().endswith(".parquet"):
+            yield from _parquet_batches(f)
+        else:
+            yield read_table_rows(f)
+
+
+def _parquet_batches(path: Path) -> Iterator[dict]:
+    done = 0
+    hint = "expected text and label (0-3), or the classic CSV: class index 1-4, title, description"
+    for batch in textlab.iter_parquet(path, ["text", "label"], batch_size=BATCH_ROWS, hint=hint):
+        texts, labels = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        if texts:
+            yield check_rows(texts, labels, str(path), first_line=done + 1)
+        done += len(texts)
+    if not done:
+        raise textlab.DataError(f"{path} has no rows")
+
+
 # ============================================================================ the embedded sample
 # A small generated news set (not real AG News): four topics with their own words over shared
 # filler, and the raw feed's escapes sprinkled in so that cleaning is exercised. Learnable by
@@ -306,6 +346,14 @@ class Rows:
     def lengths(self) -> Any:
         return self.offsets[1:] - self.offsets[:-1]
 
+    def blocks(self, rows: int | None = None) -> Iterator[tuple[int, int, Any]]:
+        """(a, b, ids of rows a..b-1) for consecutive blocks of `rows` rows (BLOCK_ROWS): work on a
+        split without a temporary the size of the split."""
+        rows = rows or BLOCK_ROWS
+        for a in range(0, len(self), rows):
+            b = min(a + rows, len(self))
+            yield a, b, self.ids[int(self.offsets[a]):int(self.offsets[b])]
+
 
 @dataclass
 class Prepared(Rows):
@@ -314,60 +362,108 @@ class Prepared(Rows):
     words: list[str] = field(default_factory=list)
 
     def counts(self, rows: Any = None) -> Any:
-        """Token counts over `rows` (all rows when None), indexed like `words`."""
+        """Token counts over `rows` (all rows when None), indexed like `words` (a block of rows at a time)."""
         import torch
 
-        ids = self.ids
+        keep = None
         if rows is not None:
             keep = torch.zeros(len(self), dtype=torch.bool)
             keep[rows] = True
-            ids = ids[torch.repeat_interleave(keep, self.lengths)]
-        return torch.bincount(ids, minlength=len(self.words))
+        total = torch.zeros(len(self.words), dtype=torch.int64)
+        for a, b, ids in self.blocks():
+            if keep is not None:
+                ids = ids[torch.repeat_interleave(keep[a:b], self.offsets[a + 1:b + 1] - self.offsets[a:b])]
+            total += torch.bincount(ids, minlength=len(self.words))
+        return total
 
 
 def prepare(source: textlab.Source, split: str, *, tokenizer: str = "builtin", quiet: bool = False) -> Prepared:
     """Load, clean and tokenize a split once; later calls read the cache under TEXTLAB_HOME
-    (keyed by the data, wherever it lies: `Source.fingerprint`, the split, cleaning and tokenizer)."""
+    (keyed by the data, wherever it lies: `Source.fingerprint`, the split, cleaning and tokenizer).
+
+    Streamed: rows are read and tokenised a batch at a time and the ids go to a file as they come,
+    so memory holds one batch of text and the distinct words; the cache is memory-mapped when read."""
     import torch
 
     key = source.fingerprint(split, CLEANING, SAMPLE_VERSION, tokenizer)
     path = textlab.cache_dir("agnews", "prepared", key) / f"{split}.pt"
     if path.exists():
         try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
+            d = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             return Prepared(d["ids"], d["offsets"], d["labels"], words=d["words"])
         except Exception:  # noqa: BLE001 - a torn cache file: rebuild it
             path.unlink(missing_ok=True)
-    rows = load_rows(source, split)
+    # the ids go to a file of their own (the ranks of a torchrun may prepare at once)
+    ids_fh = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f"{split}.ids.", suffix=".tmp", delete=False)
+    spill = Path(ids_fh.name)
+    try:
+        with ids_fh:
+            words, offsets, labels = _tokenize_rows(source, split, tokenizer, ids_fh, quiet)
+        ids = _ids_tensor(spill, int(offsets[-1]))
+        with textlab.atomic_write(path, "wb") as fh:
+            torch.save({"words": words, "ids": ids, "offsets": torch.frombuffer(offsets, dtype=torch.int64),
+                        "labels": torch.frombuffer(labels, dtype=torch.int64) if labels else
+                        torch.zeros(0, dtype=torch.int64)}, fh)
+        del ids
+    finally:
+        spill.unlink(missing_ok=True)
+    d = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return Prepared(d["ids"], d["offsets"], d["labels"], words=d["words"])
+
+
+def _tokenize_rows(source: textlab.Source, split: str, tokenizer: str, ids_fh: Any,
+                   quiet: bool) -> tuple[list[str], Any, Any]:
+    """Tokenise the rows batch by batch, writing int32 ids to `ids_fh`. -> (words in first-seen
+    order, offsets int64 array, labels int64 array)."""
     index: dict[str, int] = {}
-    ids: list[int] = []
-    offsets = [0]
-    with textlab.progress(len(rows["text"]), f"tokenize {source.describe()} {split}", unit="rows",
+    offsets, labels = array.array("q", [0]), array.array("q")
+    ids = array.array("i")
+    done = 0
+    with textlab.progress(None, f"tokenize {source.describe()} {split}", unit="rows",
                           enabled=False if quiet else None) as bar:
-        for i, text in enumerate(rows["text"]):
-            toks = tokenize(text, tokenizer) or ["<unk>"]  # a row of punctuation only still gets one token
-            ids.extend(index.setdefault(t, len(index)) for t in toks)
-            offsets.append(len(ids))
-            if i % 2048 == 2047:
-                bar.advance(2048)
-        bar.advance(len(rows["text"]) % 2048)
-    prep = Prepared(torch.tensor(ids, dtype=torch.int32), torch.tensor(offsets, dtype=torch.int64),
-                    torch.tensor(rows["label"], dtype=torch.int64), words=list(index))
-    with textlab.atomic_write(path, "wb") as fh:
-        torch.save({"words": prep.words, "ids": prep.ids, "offsets": prep.offsets, "labels": prep.labels}, fh)
-    return prep
+        for batch in row_batches(source, split):
+            for text in batch["text"]:
+                toks = tokenize(text, tokenizer) or ["<unk>"]  # a row of punctuation only still gets one token
+                ids.extend([index.setdefault(t, len(index)) for t in toks])
+                offsets.append(done + len(ids))
+            labels.extend(batch["label"])
+            done += len(ids)
+            if sys.byteorder == "big":
+                ids.byteswap()
+            ids_fh.write(ids.tobytes())
+            ids = array.array("i")
+            bar.advance(len(batch["label"]))
+    return list(index), offsets, labels
+
+
+def _ids_tensor(path: Path, n: int) -> Any:
+    """The int32 ids written to `path`, as a tensor on the file (not read into memory)."""
+    import numpy as np
+    import torch
+
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int32)
+    return torch.from_numpy(np.memmap(path, dtype="<i4", mode="c", shape=(n,)))
 
 
 def write_text(prep: Prepared, rows: Any, path: Path) -> dict:
-    """Write the tokens of `rows` (in row order), space-separated, one row per line."""
-    ids, offsets, words = prep.ids.tolist(), prep.offsets.tolist(), prep.words
-    tokens = 0
+    """Write the tokens of `rows` (in row order), space-separated, one row per line (a block of
+    rows at a time)."""
+    import torch
+
+    keep = torch.zeros(len(prep), dtype=torch.bool)
+    keep[torch.as_tensor(rows, dtype=torch.int64)] = True
+    words = prep.words
+    tokens = n = 0
     with textlab.atomic_write(path, "w", encoding="utf-8") as fh:
-        for i in sorted(int(r) for r in rows):
-            row = ids[offsets[i]:offsets[i + 1]]
-            tokens += len(row)
-            fh.write(" ".join(words[j] for j in row) + "\n")
-    return {"rows": len(rows), "tokens": tokens}
+        for a, b, ids in prep.blocks():
+            ids, offs = ids.tolist(), (prep.offsets[a:b + 1] - prep.offsets[a]).tolist()
+            for i in torch.nonzero(keep[a:b]).flatten().tolist():
+                row = ids[offs[i]:offs[i + 1]]
+                tokens += len(row)
+                n += 1
+                fh.write(" ".join(words[j] for j in row) + "\n")
+    return {"rows": n, "tokens": tokens}
 
 
 def split_valid(labels: Any, fraction: float, seed: int = SPLIT_SEED) -> tuple[Any, Any]:
@@ -441,11 +537,15 @@ class Encoded(Rows):
 
 
 def encode(prep: Prepared, vocab: textlab.Vocab) -> Encoded:
-    """Map a prepared split to vocabulary ids (unknown words -> <unk>) with one gather."""
+    """Map a prepared split to vocabulary ids (unknown words -> <unk>), a block of rows at a time."""
     import torch
 
     lut = torch.tensor([vocab.stoi.get(w, UNK) for w in prep.words] or [UNK], dtype=torch.int64)
-    return Encoded(lut[prep.ids.long()], prep.offsets, prep.labels)
+    out = torch.empty(len(prep.ids), dtype=torch.int64)
+    for a, _, ids in prep.blocks():
+        start = int(prep.offsets[a])
+        out[start:start + len(ids)] = lut[ids.long()]
+    return Encoded(out, prep.offsets, prep.labels)
 
 
 def bucket_batches(lengths: Any, batch_size: int, generator: Any, pool: int | None = None) -> list:
@@ -476,15 +576,15 @@ def coverage(prep: Prepared, train_idx: Any, valid_idx: Any, thresholds: Sequenc
 
     train_counts = prep.counts(train_idx)
     valid_counts = prep.counts(valid_idx)
-    token_rows = torch.repeat_interleave(torch.arange(len(prep)), prep.lengths)
     in_valid = torch.zeros(len(prep), dtype=torch.bool)
     in_valid[valid_idx] = True
-    valid_tok = in_valid[token_rows]
     out = []
     for th in thresholds:
         known = train_counts >= th
         unknown_rows = torch.zeros(len(prep), dtype=torch.bool)
-        unknown_rows[token_rows[valid_tok & ~known[prep.ids.long()]]] = True
+        for a, b, ids in prep.blocks():  # valid rows with a word the vocabulary does not know
+            token_rows = torch.repeat_interleave(torch.arange(a, b), prep.offsets[a + 1:b + 1] - prep.offsets[a:b])
+            unknown_rows[token_rows[in_valid[token_rows] & ~known[ids.long()]]] = True
         out.append({
             "min_count": int(th),
             "size": int(known.sum()) + len(SPECIALS),

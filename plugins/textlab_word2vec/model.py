@@ -40,7 +40,9 @@ def init_vectors(vocab_size: int, dim: int, seed: int) -> tuple[Any, Any]:
     import numpy as np
 
     rng = np.random.default_rng(seed % 2**64)  # --seed -1 is a seed too (the same draws as before for seed >= 0)
-    syn0 = ((rng.random((vocab_size, dim), dtype=np.float32) - np.float32(0.5)) / np.float32(dim)).astype(np.float32)
+    syn0 = rng.random((vocab_size, dim), dtype=np.float32)  # in place below: no temporary copies of the matrix
+    syn0 -= np.float32(0.5)  # (a vocabulary of 2.5M words and 100 dimensions is 1 GB a matrix)
+    syn0 /= np.float32(dim)
     syn1 = np.zeros((vocab_size, dim), dtype=np.float32)
     return syn0, syn1
 
