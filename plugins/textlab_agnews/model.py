@@ -29,6 +29,20 @@ def padding_mask(lengths, steps: int):
     return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def word_table(rows: int, dim: int):
+    """`nn.Embedding(rows, dim, padding_idx=0, sparse=True)` started as torch starts it (normal, the
+    padding row zeroed; the same random numbers), except on the meta device, where torch's normal_
+    would import torch._dynamo (2 s of every `train` that checks its model before it starts)."""
+    import torch
+    from torch import nn
+
+    weight = torch.empty(rows, dim)
+    if weight.device.type != "meta":
+        nn.init.normal_(weight)
+        weight[0].zero_()
+    return nn.Embedding(rows, dim, padding_idx=0, sparse=True, _weight=weight)
+
+
 def build_rnn(config: RNNConfig, vocab=None):
     import torch
     from torch import nn
@@ -50,7 +64,7 @@ def build_rnn(config: RNNConfig, vocab=None):
             c = config
             # sparse gradients: Adam then updates only the rows of the words in the batch (dense
             # Adam over the whole table took a quarter of each step; README, "Where the time goes")
-            self.embedding = nn.Embedding(c.vocab_size, c.emb_dim, padding_idx=0, sparse=True)
+            self.embedding = word_table(c.vocab_size, c.emb_dim)
             self.rnn = cells[c.rnn](c.emb_dim, c.hidden_dim, num_layers=c.layers, batch_first=True,
                                     bidirectional=c.bidirectional, dropout=c.dropout if c.layers > 1 else 0.0)
             width = c.hidden_dim * (2 if c.bidirectional else 1)
@@ -127,8 +141,67 @@ def ngram_ids(tokens, lengths, vocab_size: int, buckets: int, ngrams: int, ngram
     return torch.cat(ids, dim=1), torch.cat(masks, dim=1)
 
 
+def bag_rows(ids, offsets, max_len: int, vocab_size: int, buckets: int, ngrams: int, ngram_hash: str = "mix64"):
+    """Every row's bag, hashed once: its words (the first `max_len`), then its hashed bigrams (and
+    trigrams), each row's in the order `ngram_ids` lists them. -> `Bags`.
+
+    The rows come flat (`ids`, `offsets` [N+1], as `data.Encoded` keeps them), so a whole split is
+    hashed in a few tensor operations; a training step then only gathers its rows' bags.
+    """
+    import torch
+
+    lengths = (offsets[1:] - offsets[:-1]).clamp(max=max_len)
+    row = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    pos = torch.arange(len(row)) - (torch.cumsum(lengths, 0) - lengths)[row]  # position in its row
+    tok = ids[offsets[:-1][row] + pos].long()
+    sizes = lengths.clone()
+    for n in range(2, ngrams + 1):
+        sizes += (lengths - (n - 1)).clamp(min=0)
+    bag_offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64)
+    bag_offsets[1:] = torch.cumsum(sizes, 0)
+    out = torch.empty(int(bag_offsets[-1]), dtype=torch.int64)
+    at = bag_offsets[:-1][row] + pos  # where each word goes; the n-grams follow the row's words
+    out[at] = tok
+    h, part = tok, lengths.clone()
+    for n in range(2, ngrams + 1):
+        k = len(tok) - (n - 1)
+        if k <= 0:
+            break
+        if ngram_hash == "linear":
+            h = h[:-1] * 1_000_003 + tok[n - 1:]
+            hashed = vocab_size + torch.remainder(h * (n * 2_654_435_761), buckets)
+        else:
+            h = _mix64(h[:-1] * -7046029254386353131 + tok[n - 1:] + n)
+            hashed = vocab_size + torch.remainder(h, buckets)
+        valid = pos[:k] + (n - 1) < lengths[row[:k]]  # the n-gram at k ends inside its row
+        out[at[:k][valid] + part[row[:k][valid]]] = hashed[valid]
+        part += (lengths - (n - 1)).clamp(min=0)
+    return Bags(out, bag_offsets)
+
+
+class Bags:
+    """Rows as bags of ids, flat: row i is `ids[offsets[i]:offsets[i + 1]]`."""
+
+    def __init__(self, ids, offsets) -> None:
+        self.ids, self.offsets = ids, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def take(self, rows) -> tuple:
+        """The bags of `rows` -> (ids, starts [B]): the input of `nn.EmbeddingBag`."""
+        import torch
+
+        first = self.offsets[rows]
+        sizes = self.offsets[rows + 1] - first
+        starts = torch.cumsum(sizes, 0) - sizes
+        shift = torch.repeat_interleave(first - starts, sizes, output_size=int(starts[-1] + sizes[-1]) if len(rows) else 0)
+        return self.ids[torch.arange(len(shift)) + shift], starts
+
+
 def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: float, ngram_hash: str = "mix64"):
-    """The average of word and hashed n-gram embeddings: `(tokens, lengths) -> [B, dim]`.
+    """The average of word and hashed n-gram embeddings: `(tokens, lengths) -> [B, dim]`, or from
+    bags hashed beforehand (`bags=(ids, starts)`, see `bag_rows`; the same average).
 
     While training, `dropout` leaves a share of the words and n-grams out of each average (every
     text keeps its first word). The table is large and each text touches a few rows of it, so its
@@ -145,14 +218,22 @@ def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: flo
     class NgramBag(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.bag = nn.EmbeddingBag(vocab_size + (buckets if ngrams > 1 else 0), dim, mode="mean", sparse=True)
+            rows = vocab_size + (buckets if ngrams > 1 else 0)
+            # given its weight, the bag skips torch's normal_ start (overwritten here anyway; on the meta
+            # device normal_ imports torch._dynamo: 2 s of every `train --model bow`)
+            self.bag = nn.EmbeddingBag(rows, dim, mode="mean", sparse=True, _weight=torch.empty(rows, dim))
             nn.init.uniform_(self.bag.weight, -1.0 / dim, 1.0 / dim)
 
         @property
         def weight(self):
             return self.bag.weight
 
-        def forward(self, tokens, lengths):
+        def bags(self, ids, offsets, max_len: int) -> Bags:
+            return bag_rows(ids, offsets, max_len, vocab_size, buckets, ngrams, ngram_hash)
+
+        def forward(self, tokens=None, lengths=None, bags=None):
+            if bags is not None:
+                return self._from_bags(*bags)
             ids, mask = ngram_ids(tokens, lengths.to(tokens.device), vocab_size, buckets, ngrams, ngram_hash)
             if self.training and dropout > 0:
                 keep = torch.rand(mask.shape, device=mask.device) >= dropout
@@ -160,6 +241,14 @@ def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: flo
                 mask = mask & keep
             counts = mask.sum(dim=1)
             return self.bag(ids[mask], torch.cumsum(counts, dim=0) - counts)
+
+        def _from_bags(self, ids, starts):
+            if self.training and dropout > 0:
+                keep = torch.rand(ids.shape, device=ids.device) >= dropout
+                keep[starts] = True
+                starts = torch.cumsum(keep, 0)[starts] - 1  # kept ids before each bag's first
+                ids = ids[keep]
+            return self.bag(ids, starts)
 
     return NgramBag()
 
@@ -174,7 +263,11 @@ def build_bow(config: BowConfig, vocab=None):
             self.embedding = ngram_bag(c.vocab_size, c.emb_dim, c.buckets, c.ngrams, c.dropout, c.ngram_hash)
             self.out = nn.Linear(c.emb_dim, c.num_classes)
 
-        def forward(self, tokens, lengths):
-            return self.out(self.embedding(tokens, lengths))
+        def bags(self, ids, offsets, max_len: int) -> Bags:
+            """Rows hashed once into bags (`bag_rows`): `net(bags=bags.take(rows))` then reads them."""
+            return self.embedding.bags(ids, offsets, max_len)
+
+        def forward(self, tokens=None, lengths=None, bags=None):
+            return self.out(self.embedding(tokens, lengths, bags=bags))
 
     return BagOfNgrams()
