@@ -174,9 +174,10 @@ def test_bigram_buckets_are_spread_as_if_at_random():
         assert bool(ids[0] == ids[1]) is same
 
 
+@pytest.mark.parametrize("max_len", [7, 12])  # rows of 1-11 tokens: cut, or all whole
 @pytest.mark.parametrize("ngram_hash", M.NGRAM_HASHES)
 @pytest.mark.parametrize("ngrams", [1, 2, 3])
-def test_bags_hashed_once_are_the_padded_batches_own(ngram_hash, ngrams):
+def test_bags_hashed_once_are_the_padded_batches_own(ngram_hash, ngrams, max_len):
     # training reads each row's words and n-grams hashed once for the whole split (bag_rows); they are
     # the ids (in the same order) that ngram_ids finds in a padded batch, so the logits are the same bits
     g = torch.Generator().manual_seed(ngrams)
@@ -184,9 +185,9 @@ def test_bags_hashed_once_are_the_padded_batches_own(ngram_hash, ngrams):
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
     enc = D.Encoded(torch.randint(1, 100, (int(offsets[-1]),), generator=g), offsets, torch.zeros(60, dtype=torch.long))
     net = M.build_bow(M.BowConfig(vocab_size=100, emb_dim=8, buckets=997, ngrams=ngrams, ngram_hash=ngram_hash)).eval()
-    bags = net.bags(enc.ids, enc.offsets, max_len=7)  # rows longer than 7 are cut, as batches cut them
+    bags = net.bags(enc.ids, enc.offsets, max_len=max_len)  # rows longer are cut, as batches cut them
     rows = torch.randperm(60, generator=g)[:25]
-    tokens, lengths = enc.batch(rows, 7)
+    tokens, lengths = enc.batch(rows, max_len)
     ids, mask = M.ngram_ids(tokens, lengths, 100, 997, ngrams, ngram_hash)
     flat, starts = bags.take(rows)
     assert torch.equal(flat, ids[mask]) and torch.equal(starts, mask.sum(1).cumsum(0) - mask.sum(1))

@@ -165,11 +165,11 @@ def subset(enc: D.Encoded, rows: Any) -> D.Encoded:
     rows = torch.sort(rows).values
     lengths = enc.lengths[rows]
     offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
-    offsets[1:] = torch.cumsum(lengths, 0)
-    keep = torch.zeros(len(enc), dtype=torch.bool)
-    keep[rows] = True
-    ids = enc.ids[torch.repeat_interleave(keep, enc.lengths)]
-    return D.Encoded(ids, offsets, enc.labels[rows])
+    torch.cumsum(lengths, 0, out=offsets[1:])
+    total = int(offsets[-1])
+    # every kept token's place in `enc`: its row's start there, plus its position in the row
+    where = torch.repeat_interleave(enc.offsets[rows] - offsets[:-1], lengths, output_size=total).add_(torch.arange(total))
+    return D.Encoded(enc.ids[where], offsets, enc.labels[rows])
 
 
 # ============================================================================ optimizers
