@@ -47,8 +47,10 @@ import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -129,7 +131,7 @@ def train_row(name: str, data: str, threads: int, env: dict, extra: list[str]) -
     return {
         "row": name, "label": LABELS[name], "test_rows": report["rows"], "command": " ".join(["textlab", "train", "agnews", "--data", data,
                                                                  "--threads", str(threads), *ROWS[name], *extra]),
-        "run": str(run), "test_accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+        "run": run.name, "test_accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
         "best_valid_accuracy": info["best"]["value"], "best_epoch": info["best"].get("epoch"),
         "epochs": epochs, "train_seconds": info["train_time"], "seconds_per_epoch": info["train_time"] / epochs,
         "seconds_to_best": info.get("best_time"), "total_seconds": res["seconds"], "peak_rss_mb": res["peak_rss_mb"],
@@ -235,8 +237,6 @@ def fasttext_normalise(text: str) -> str:
 def fasttext_main(args: argparse.Namespace) -> None:
     """Child process: fastText on the benchmark's train rows (their indices in --rows), scored on the
     test split. Imports neither torch nor textlab: its wall time is fastText's whole job."""
-    import tempfile
-
     import fasttext
     import pyarrow.parquet as pq
 
@@ -340,6 +340,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--baseline-epochs", type=int, default=5,
                     help="epochs of the notebook baseline (5 as in the notebook; fewer to size the run down)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--runs-dir", type=Path, default=None,
+                    help="keep the runs here (default: a temporary folder under /tmp, removed at the end)")
     ap.add_argument("--tfidf-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--fasttext-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rows", default=None, help=argparse.SUPPRESS)
@@ -364,9 +366,18 @@ def main() -> None:
     if args.baseline_epochs != 5 and not args.quick:
         ROWS["baseline"] = [*ROWS["baseline"], "--epochs", str(args.baseline_epochs)]
         LABELS["baseline"] = LABELS["baseline"].replace("5 epochs", f"{args.baseline_epochs} epochs, sized down")
-    bench_root = REPO / "benchmarks" / "runs"
+    # the runs (a bow run keeps 0.4 GB of checkpoints) go to a temporary folder, removed at the end
+    bench_root = Path(tempfile.mkdtemp(prefix="agnews-bench-")) if args.runs_dir is None else args.runs_dir
     tmp = bench_root / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        run_benchmark(args, out_path, extra, bench_root, tmp)
+    finally:
+        if args.runs_dir is None:
+            shutil.rmtree(bench_root, ignore_errors=True)
+
+
+def run_benchmark(args: argparse.Namespace, out_path: Path, extra: list[str], bench_root: Path, tmp: Path) -> None:
     env = dict(os.environ, TEXTLAB_RUNS=str(bench_root), TEXTLAB_PROGRESS="0", BENCH_TMP=str(tmp),
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     wanted = [r.strip() for r in args.only.split(",") if r.strip()]
