@@ -4,11 +4,16 @@
     flock /tmp/textlab-bench.lock .venv/bin/python benchmarks/gla.py --quick    # a few minutes
 
 1. Training throughput (characters/s): forward + backward + clip + AdamW step on 16,384
-   characters per step at sequence lengths 256, 1024 and 4096 (batch 64, 16, 4); one warm-up
-   step, then the median of --repeats steps; the two models alternate step by step so that
-   load changes hit both alike.
+   characters per step at sequence lengths 256, 512, 1024 and 4096 (batch 64, 32, 16, 4), each
+   model eager and compiled (`torch.compile(model, dynamic=False)`, the same call for both; GLA's
+   own chunk-form operator stays one opaque call, as SDPA is for the Transformer); one warm-up
+   step (for compiled models: the compilation, reported as "first step"), then the median of
+   --repeats steps; the four alternate step by step so that load changes hit all alike.
+   Then one training step of each profiled at --profile-len (512): its self CPU time over the time
+   of its matrix products (mm and bmm), the issue's "step / dense matrix products".
 2. Bits per character on the valid split after the same wall-clock budget each: `textlab train
-   gla --model M --time-budget B` (seq-len 512, batch 16, the default recipe), then `textlab
+   gla --model M --time-budget B` (seq-len 512, batch 16, the default recipe; with --compile for
+   both unless --quality-mode eager: the compilation counts in the budget), then `textlab
    eval RUN --split valid` (every valid character, 512-character windows, no carried state).
 3. Generation with the trained checkpoints: batch 1, prompt "The history of", 256 / 1024 /
    4096 new characters (temperature 0.8, top-k 20), one thread (batch-1 decoding is faster on
@@ -58,14 +63,51 @@ def run(cmd: list[str], env: dict | None = None, timeout: float | None = None) -
 
 
 # ============================================================================ 1. throughput
-def throughput(data: str, seq_lens: list[int], tokens: int, repeats: int, threads: int) -> list[dict]:
+MODES = ("eager", "compiled")
+
+
+def _models(vocab_size: int, modes: tuple[str, ...]) -> dict:
+    """GLA and the Transformer, fresh (seed 0), each eager and/or compiled (the same torch.compile call
+    for both; GLA's own chunk-form operator stays one opaque call, as SDPA is for the Transformer)."""
+    import torch
+
+    from textlab import adamw
+    from textlab_gla.config import GLAConfig, TransformerConfig
+    from textlab_gla.model import build_gla, build_transformer, opaque_to_compiler
+
+    if "compiled" in modes:
+        opaque_to_compiler()
+        torch._dynamo.reset()  # a new length compiles afresh (static shapes), not as a dynamic-shape recompile
+    out = {}
+    for mode in modes:
+        for name, build, cfg in (("gla", build_gla, GLAConfig), ("transformer", build_transformer, TransformerConfig)):
+            torch.manual_seed(0)
+            net = build(cfg(vocab_size=vocab_size), None)
+            fwd = torch.compile(net, dynamic=False) if mode == "compiled" else net
+            out[(name, mode)] = (net, fwd, adamw(net, 1e-3, 0.1))
+    return out
+
+
+def _train_step(net, fwd, opt, x, y, vocab_size: int) -> float:
     import torch
     import torch.nn.functional as F
 
+    t0 = time.perf_counter()
+    loss = F.cross_entropy(fwd(x).reshape(-1, vocab_size), y.reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    return time.perf_counter() - t0
+
+
+def throughput(data: str, seq_lens: list[int], tokens: int, repeats: int, threads: int,
+               modes: tuple[str, ...] = MODES) -> list[dict]:
+    """Characters/s of a training step of each model, eager and compiled, the four alternating step by
+    step (load changes hit all alike); the first step of each is the warm-up (and the compilation)."""
+    import torch
+
     from textlab_gla import data as gdata
-    from textlab_gla.config import GLAConfig, TransformerConfig
-    from textlab_gla.model import build_gla, build_transformer
-    from textlab import adamw
 
     torch.set_num_threads(threads)
     vocab, _ = gdata.vocab_for(data)
@@ -73,34 +115,24 @@ def throughput(data: str, seq_lens: list[int], tokens: int, repeats: int, thread
     rows = []
     for T in seq_lens:
         B = max(1, tokens // T)
-        gen = torch.Generator().manual_seed(T)
-        starts = torch.randint(0, len(ids) - T - 1, (repeats + 1, B), generator=gen)
-        models = {}
-        for name, build, cfg in (("gla", build_gla, GLAConfig), ("transformer", build_transformer, TransformerConfig)):
-            torch.manual_seed(0)
-            net = build(cfg(vocab_size=len(vocab)), None)
-            models[name] = (net, adamw(net, 1e-3, 0.1))
-        times = {name: [] for name in models}
+        starts = torch.randint(0, len(ids) - T - 1, (repeats + 1, B), generator=torch.Generator().manual_seed(T))
+        models = _models(len(vocab), modes)
+        times = {key: [] for key in models}
+        warmup = {}
         before = load()
         for r in range(repeats + 1):  # step 0 is the warm-up
             x, y = gdata.gather_windows(ids, starts[r], T)
-            for name, (net, opt) in models.items():
-                t0 = time.perf_counter()
-                loss = F.cross_entropy(net(x).reshape(-1, len(vocab)), y.reshape(-1))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
-                if r:
-                    times[name].append(time.perf_counter() - t0)
+            for key, (net, fwd, opt) in models.items():
+                t = _train_step(net, fwd, opt, x, y, len(vocab))
+                (times[key].append(t) if r else warmup.__setitem__(key, t))
         after = load()
-        for name, ts in times.items():
+        for (name, mode), ts in times.items():
             med = statistics.median(ts)
-            rows.append({"model": name, "seq_len": T, "batch": B, "chars_per_step": B * T,
+            rows.append({"model": name, "mode": mode, "seq_len": T, "batch": B, "chars_per_step": B * T,
                          "chars_per_s": round(B * T / med), "step_s": [round(t, 3) for t in ts],
-                         "load_before": before, "load_after": after})
-            print(f"  throughput T={T:5d} {name:11s} {B * T / med:8,.0f} chars/s  (load {before[0]} -> {after[0]})",
-                  flush=True)
+                         "first_step_s": round(warmup[(name, mode)], 1), "load_before": before, "load_after": after})
+            print(f"  throughput T={T:5d} {name:11s} {mode:8s} {B * T / med:8,.0f} chars/s  (first step "
+                  f"{warmup[(name, mode)]:.1f} s; load {before[0]} -> {after[0]})", flush=True)
         del models
     return rows
 
@@ -200,66 +232,77 @@ CATEGORIES = [  # first match wins; by the profiler's top-level op names
     ("GLA operator (chunk form)", ("_FastChunk", "aten::bmm", "aten::matmul", "aten::cumsum", "aten::addcmul")),
     ("softmax attention (SDPA)", ("aten::_scaled_dot_product", "aten::scaled_dot_product")),
     ("copies / layout", ("aten::copy_", "aten::cat", "aten::clone", "aten::contiguous")),
+    ("fused by torch.compile (elementwise, norms, gates)", ("## Call CompiledFxGraph", "## Call Compiled")),
 ]
+OTHER = "other (elementwise, norms, gates, RoPE, loss, optimizer)"
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")  # every matrix product a step does
 
 
-def profile(data: str, T: int, threads: int) -> dict:
-    """Self CPU time of one training step (forward + backward) of each model, by operator and by
-    category. Run it under the benchmark lock: it is a timing."""
+def profile(data: str, T: int, threads: int, modes: tuple[str, ...] = MODES) -> dict:
+    """Self CPU time of one training step (forward, backward, AdamW) of each model, eager and compiled,
+    by operator and by category, and the step's time over its matrix products' (mm and bmm: GLA's
+    own operator's are matrix products too). Run it under the benchmark lock: it is a timing."""
     import torch
-    import torch.nn.functional as F
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     from textlab_gla import data as gdata
-    from textlab_gla.config import GLAConfig, TransformerConfig
-    from textlab_gla.model import build_gla, build_transformer
 
     torch.set_num_threads(threads)
     vocab, _ = gdata.vocab_for(data)
+    V = len(vocab)
     B = max(1, 16384 // T)
-    x = torch.randint(0, len(vocab), (B, T + 1), generator=torch.Generator().manual_seed(0))
+    x = torch.randint(0, V, (B, T + 1), generator=torch.Generator().manual_seed(0))
     out = {"seq_len": T, "batch": B, "threads": threads, "models": {}}
-    for name, build, cfg in (("gla", build_gla, GLAConfig), ("transformer", build_transformer, TransformerConfig)):
-        torch.manual_seed(0)
-        net = build(cfg(vocab_size=len(vocab)), None)
-
-        def step():
-            loss = F.cross_entropy(net(x[:, :-1]).reshape(-1, len(vocab)), x[:, 1:].reshape(-1))
-            loss.backward()
-
-        step()  # warm-up
+    for (name, mode), (net, fwd, opt) in _models(V, modes).items():
+        for _ in range(2):  # warm-up (and compilation)
+            _train_step(net, fwd, opt, x[:, :-1], x[:, 1:], V)
         before = load()
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            step()
+            _train_step(net, fwd, opt, x[:, :-1], x[:, 1:], V)
         after = load()
-        ops = sorted(((e.key, e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()),
-                     key=lambda r: -r[1])
+        ops = sorted(((e.key, e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()), key=lambda r: -r[1])
         total = sum(t for _, t, _ in ops)
+        matmul = sum(t for k, t, _ in ops if k in MATMULS)
         cats = {c: 0.0 for c, _ in CATEGORIES}
-        cats["other (elementwise, norms, gates, RoPE, loss)"] = 0.0
+        cats[OTHER] = 0.0
         for key, t, _ in ops:
-            cat = next((c for c, names in CATEGORIES if key.startswith(names)), None)
-            cats[cat or "other (elementwise, norms, gates, RoPE, loss)"] += t
-        out["models"][name] = {"total_s": round(total, 3), "load_before": before, "load_after": after,
-                               "categories_s": {k: round(v, 3) for k, v in cats.items()},
-                               "top_ops": [[k, round(t, 3), n] for k, t, n in ops[:15]]}
-        print(f"  profile T={T} {name:11s} {total:.2f} s self CPU  " +
-              ", ".join(f"{k.split(' (')[0]} {v:.2f}" for k, v in cats.items()) + f"  (load {before[0]} -> {after[0]})",
-              flush=True)
+            cats[next((c for c, names in CATEGORIES if key.startswith(names)), OTHER)] += t
+        out["models"][f"{name} {mode}"] = {
+            "total_s": round(total, 3), "matmul_s": round(matmul, 3), "step_over_matmuls": round(total / matmul, 2),
+            "load_before": before, "load_after": after, "categories_s": {k: round(v, 3) for k, v in cats.items()},
+            "top_ops": [[k, round(t, 3), n] for k, t, n in ops[:15]]}
+        print(f"  profile T={T} {name:11s} {mode:8s} {total:.2f} s self CPU, matmuls {matmul:.2f} s: step = "
+              f"{total / matmul:.2f}x its matmuls  (load {before[0]} -> {after[0]})", flush=True)
     return out
 
 
 # ============================================================================ report
-def targets(tp: list[dict], quality: list[dict], gen: list[dict]) -> dict:
-    def rate(model, T):
-        return next((r["chars_per_s"] for r in tp if r["model"] == model and r["seq_len"] == T), None)
+# issue #25: GLA over the Transformer, both compiled the same way, per sequence length
+COMPILED_NEEDED = {256: 1.0, 512: 1.1, 1024: 1.4, 4096: 2.8}
+STEP_OVER_MATMULS = 1.2  # issue #25: GLA's step at most this many times its own matrix products
+
+
+def targets(tp: list[dict], quality: list[dict], gen: list[dict], prof: dict | None = None) -> dict:
+    def rate(model, T, mode):
+        return next((r["chars_per_s"] for r in tp if r["model"] == model and r["seq_len"] == T
+                     and r.get("mode", "eager") == mode), None)
 
     out = {}
-    for T, need in ((1024, 1.0), (4096, 2.0)):
-        g, t = rate("gla", T), rate("transformer", T)
+    for T, need in ((1024, 1.0), (4096, 2.0)):  # issue #6, eager
+        g, t = rate("gla", T, "eager"), rate("transformer", T, "eager")
         if g and t:
             out[f"train_speed_{T}"] = {"gla_over_transformer": round(g / t, 2), "needed": need, "met": g / t >= need}
+    for T, need in COMPILED_NEEDED.items():
+        g, t = rate("gla", T, "compiled"), rate("transformer", T, "compiled")
+        if g and t:
+            out[f"compiled_train_speed_{T}"] = {"gla_over_transformer": round(g / t, 2), "needed": need,
+                                                "met": g / t >= need}
+    for key, info in ((prof or {}).get("models") or {}).items():
+        if key.startswith("gla"):
+            out[f"step_over_matmuls_{key.split()[1]}_{prof['seq_len']}"] = {
+                "step_over_matmuls": info["step_over_matmuls"], "needed": f"<= {STEP_OVER_MATMULS}",
+                "met": info["step_over_matmuls"] <= STEP_OVER_MATMULS}
     glag = [r for r in gen if r["model"] == "gla"]
     if glag:
         longest = max(glag, key=lambda r: r["new_chars"])
@@ -310,14 +353,26 @@ def show(result: dict) -> None:
     con = Console(width=max(Console().width, 150))
     t = Table(title=f"training throughput, chars/s ({result['threads']} threads, "
                     f"{result['tokens_per_step']:,} characters per step)")
-    for col in ("seq len", "batch", "GLA", "Transformer", "GLA / Transformer", "load (1 min) before → after"):
+    for col in ("seq len", "batch", "mode", "GLA", "Transformer", "GLA / Transformer", "first step GLA / Tr. s",
+                "load (1 min) before → after"):
         t.add_column(col, justify="right")
-    for T in sorted({r["seq_len"] for r in result["throughput"]}):
-        g = next(r for r in result["throughput"] if r["model"] == "gla" and r["seq_len"] == T)
-        tr = next(r for r in result["throughput"] if r["model"] == "transformer" and r["seq_len"] == T)
-        t.add_row(str(T), str(g["batch"]), f"{g['chars_per_s']:,}", f"{tr['chars_per_s']:,}",
-                  f"{g['chars_per_s'] / tr['chars_per_s']:.2f}×", f"{g['load_before'][0]} → {g['load_after'][0]}")
+    tp = result["throughput"]
+    for T, mode in sorted({(r["seq_len"], r.get("mode", "eager")) for r in tp}):
+        g, tr = (next(r for r in tp if r["model"] == m and r["seq_len"] == T and r.get("mode", "eager") == mode)
+                 for m in ("gla", "transformer"))
+        t.add_row(str(T), str(g["batch"]), mode, f"{g['chars_per_s']:,}", f"{tr['chars_per_s']:,}",
+                  f"{g['chars_per_s'] / tr['chars_per_s']:.2f}×", f"{g.get('first_step_s', '-')} / {tr.get('first_step_s', '-')}",
+                  f"{g['load_before'][0]} → {g['load_after'][0]}")
     con.print(t)
+    prof = result.get("profile")
+    if prof:
+        t = Table(title=f"one training step profiled (T = {prof['seq_len']}, self CPU s)")
+        for col in ("model", "total", "matrix products", "step / matrix products", "load"):
+            t.add_column(col, justify="right")
+        for key, info in prof["models"].items():
+            t.add_row(key, f"{info['total_s']:.2f}", f"{info['matmul_s']:.2f}", f"{info['step_over_matmuls']:.2f}×",
+                      str(info["load_before"][0]))
+        con.print(t)
     if result["quality"]:
         t = Table(title=f"valid bits per character after the same budget ({result['budget']} each)")
         for col in ("model", "params", "steps", "train chars", "chars/s", "valid bpc", "load before → after"):
@@ -354,16 +409,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training and throughput")
     ap.add_argument("--gen-threads", type=int, default=1, help="torch threads for batch-1 generation")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps per model and length (default 3; quick 1)")
-    ap.add_argument("--seq-lens", default="256,1024,4096")
+    ap.add_argument("--seq-lens", default="256,512,1024,4096")
+    ap.add_argument("--modes", default="eager,compiled", help="throughput and profile: eager and/or compiled "
+                                                                 "(torch.compile, the same for both models)")
+    ap.add_argument("--quality-mode", default="compiled", choices=MODES,
+                    help="the budget runs: `textlab train gla` with or without --compile (both models alike)")
+    ap.add_argument("--profile-len", type=int, default=512, help="the full run profiles one step at this length")
     ap.add_argument("--gen-lengths", default=None, help="default 256,1024,4096 (quick: 256,1024)")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: throughput, quality, generation")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: throughput, profile, quality, generation")
     ap.add_argument("--out", default=None, help="default benchmarks/results/gla.json (--quick: gla-quick.json)")
     ap.add_argument("--profile", type=int, default=None, metavar="T",
                     help="only profile one training step of each model at sequence length T "
                          "(writes benchmarks/results/gla-profile-T.json)")
     args = ap.parse_args(argv)
+    modes = tuple(m for m in args.modes.split(",") if m)
     if args.profile:
-        res = profile(args.data, args.profile, args.threads)
+        res = profile(args.data, args.profile, args.threads, modes)
         res["command"] = " ".join(["benchmarks/gla.py", *(argv if argv is not None else sys.argv[1:])])
         path = RESULTS / f"gla-profile-{args.profile}.json"
         path.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
@@ -381,14 +442,17 @@ def main(argv: list[str] | None = None) -> None:
               "tokens_per_step": 16384, "data": args.data, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": {"cpu": _cpu(), "cpus": os.cpu_count(), "python": platform.python_version(),
                           "torch": __import__("torch").__version__},
+              "modes": list(modes), "quality_mode": args.quality_mode,
               "throughput": [], "quality": [], "generation": []}
     print(f"gla benchmark ({'quick' if args.quick else 'full'}), load {load()}", flush=True)
     if "throughput" not in skip:
         result["throughput"] = throughput(args.data, [int(x) for x in args.seq_lens.split(",")], 16384, repeats,
-                                          args.threads)
+                                          args.threads, modes)
         import gc
 
         gc.collect()
+    if "profile" not in skip:
+        result["profile"] = profile(args.data, args.profile_len, args.threads, modes)
     ckpts = {}
     with tempfile.TemporaryDirectory(prefix="gla-bench-") as tmp:
         runs_dir = Path(tmp) / "runs"
@@ -397,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.quick:
                 extra = ["--eval-every", "50", "--eval-chars", "16384", "--warmup", "20"]
             eval_extra = ["--max-chars", "65536"] if args.quick else []
+            if args.quality_mode == "compiled":
+                extra.append("--compile")
             for model in ("gla", "transformer"):
                 row = train_and_eval(model, args.data, budget, args.threads, runs_dir, env, extra, eval_extra)
                 result["quality"].append(row)
@@ -409,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
             result["generation"] = generation(ckpts, gen_lengths, args.gen_threads, env)
         for row in result["quality"]:
             row["run"] = Path(row["run"]).name  # the temporary folder is gone afterwards
-    result["targets"] = targets(result["throughput"], result["quality"], result["generation"])
+    result["targets"] = targets(result["throughput"], result["quality"], result["generation"], result.get("profile"))
     result["generation_plot"] = plot_generation(result, RESULTS / f"{stem}-generation.png")
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -174,6 +174,70 @@ def test_bigram_buckets_are_spread_as_if_at_random():
         assert bool(ids[0] == ids[1]) is same
 
 
+@pytest.mark.parametrize("max_len", [7, 12])  # rows of 1-11 tokens: cut, or all whole
+@pytest.mark.parametrize("ngram_hash", M.NGRAM_HASHES)
+@pytest.mark.parametrize("ngrams", [1, 2, 3])
+def test_bags_hashed_once_are_the_padded_batches_own(ngram_hash, ngrams, max_len):
+    # training reads each row's words and n-grams hashed once for the whole split (bag_rows); they are
+    # the ids (in the same order) that ngram_ids finds in a padded batch, so the logits are the same bits
+    g = torch.Generator().manual_seed(ngrams)
+    lengths = torch.randint(1, 12, (60,), generator=g)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    enc = D.Encoded(torch.randint(1, 100, (int(offsets[-1]),), generator=g), offsets, torch.zeros(60, dtype=torch.long))
+    net = M.build_bow(M.BowConfig(vocab_size=100, emb_dim=8, buckets=997, ngrams=ngrams, ngram_hash=ngram_hash)).eval()
+    bags = net.bags(enc.ids, enc.offsets, max_len=max_len)  # rows longer are cut, as batches cut them
+    rows = torch.randperm(60, generator=g)[:25]
+    tokens, lengths = enc.batch(rows, max_len)
+    ids, mask = M.ngram_ids(tokens, lengths, 100, 997, ngrams, ngram_hash)
+    flat, starts = bags.take(rows)
+    assert torch.equal(flat, ids[mask]) and torch.equal(starts, mask.sum(1).cumsum(0) - mask.sum(1))
+    assert torch.equal(net(tokens, lengths), net(bags=(flat, starts)))
+
+
+def test_dropout_of_a_bag_keeps_each_texts_first_word():
+    torch.manual_seed(0)
+    bag = M.ngram_bag(50, 4, 1000, 2, dropout=0.9)
+    ids = torch.arange(4, 4 + 40).repeat(8)
+    starts = torch.arange(0, 320, 40)
+    seen = []
+    bag.bag.forward = lambda kept, kept_starts: seen.append((kept, kept_starts)) or torch.zeros(8, 4)
+    bag.train()(bags=(ids, starts))
+    kept, kept_starts = seen[0]
+    assert torch.equal(kept[kept_starts], ids[starts])  # every bag still starts with its first word
+    assert 320 * 0.05 < len(kept) < 320 * 0.2  # about 10% kept
+    bag.eval()(bags=(ids, starts))
+    assert torch.equal(seen[1][0], ids)
+
+
+def test_sparse_adagrad_is_torchs_adagrad():
+    from textlab_agnews import train as T
+
+    torch.manual_seed(0)
+    a = M.build_bow(M.BowConfig(vocab_size=200, emb_dim=8, buckets=1000))
+    b = M.build_bow(M.BowConfig(vocab_size=200, emb_dim=8, buckets=1000))
+    b.load_state_dict(a.state_dict())
+    opts = [torch.optim.Adagrad(a.parameters(), lr=0.1), T.optimizer_for(b, "adagrad", 0.1)]
+    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1 - s / 50) for o in opts]
+    gen = torch.Generator().manual_seed(1)
+    for step in range(30):
+        tokens, lengths = torch.randint(1, 200, (16, 12), generator=gen), torch.randint(1, 13, (16,), generator=gen)
+        y = torch.randint(0, 4, (16,), generator=gen)
+        for net, opt, schedule in zip((a, b), opts, schedules):
+            torch.manual_seed(step)  # the same dropout
+            loss = torch.nn.functional.cross_entropy(net(tokens, lengths), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
+    # the weights to a few float32 ulps after 30 steps (torch rounds lr x step inside its addition, we before it)
+    assert all(torch.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert max((x - y).abs().max() for x, y in zip(a.state_dict().values(), b.state_dict().values())) > 0
+    theirs, ours = (o.state_dict()["state"] for o in opts)
+    assert all(torch.allclose(theirs[k]["sum"], ours[k]["sum"], rtol=1e-5) for k in theirs)
+    assert all(torch.equal(theirs[k]["step"], ours[k]["step"]) for k in theirs)
+    opts[1].load_state_dict(opts[0].state_dict())  # checkpoints of either load into the other
+
+
 def test_checkpoints_from_before_the_hash_field_keep_their_hash():
     fresh = textlab.config_from_dict(M.BowConfig, {"vocab_size": 50})
     old = textlab.config_from_dict(M.BowConfig, {"vocab_size": 50, "emb_dim": 8})  # written before ngram_hash
@@ -347,7 +411,7 @@ def test_resume_keeps_the_settings_its_start_resolved(cli, tmp_path, monkeypatch
     # a run started before a default changed (bow's lr was 0.2) goes on with the lr it started with:
     # its config.toml holds the resolved value
     monkeypatch.setitem(C.TRAIN_DEFAULTS, "bow", {**C.TRAIN_DEFAULTS["bow"], "lr": 0.2})
-    args = ["--data", "sample", "--threads", "1", "--model", "bow", "--buckets", "500", "--epochs", "2"]
+    args = ["--data", "sample", "--threads", "1", "--model", "bow", "--buckets", "500", "--epochs", "2", "--batch-size", "32"]
     assert cli("train", "agnews", *args, "--steps", "24").code == 0
     (run,) = runs_of(tmp_path / "runs")
     assert run_config(run)["lr"] == 0.2
@@ -608,7 +672,7 @@ def test_resolved_options_are_recorded_and_those_that_do_not_apply_left_out(cli,
     config = run_config(run)
     assert {k: config[k] for k in ("lr", "optimizer", "batch_size", "max_len", "min_count", "emb_dim", "warmup",
                                    "pretrain", "tokenizer")} == {
-        "lr": 0.1, "optimizer": "adagrad", "batch_size": 32, "max_len": 128, "min_count": 1, "emb_dim": 32,
+        "lr": 0.1, "optimizer": "adagrad", "batch_size": 256, "max_len": 128, "min_count": 1, "emb_dim": 32,
         "warmup": 0, "pretrain": "none", "tokenizer": "builtin"}
     assert not {"rnn", "layers", "hidden_dim", "bidirectional", "aggregation", "concat_last", "ngram_dim"} & set(config)
     # rnn: 24 batches x 6 epochs = 144 planned steps, 2% warm-up; with --steps 50 the schedule spans 50

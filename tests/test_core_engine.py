@@ -4,6 +4,7 @@ precision and compile, callbacks."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -180,3 +181,72 @@ def test_callbacks_keep_their_state_across_a_resume(tmp_path):
     assert resumed.steps == 16  # 10 from last.pt + 6 new ones
     logged = [r for r in textlab.read_metrics(run) if r["name"] == "counted"]
     assert [r["value"] for r in logged][-1] == 16.0
+
+
+# ============================================================================ save_every: checkpoints less often than evaluations
+class BestWatcher(textlab.Callback):
+    """Copies the weights at every evaluation that improves the valid loss (what best.pt must hold)."""
+
+    def __init__(self):
+        self.best, self.weights, self.step = math.inf, None, None
+
+    def on_eval(self, engine, metrics, scheduled):
+        if metrics["loss"] < self.best:
+            self.best, self.step = metrics["loss"], engine.state.step
+            self.weights = {k: v.clone() for k, v in engine.model.state_dict().items()}
+
+
+def _fit_saving(tmp_path: Path, steps: int, save_every: float | None, resume: Path | None = None, writes=None):
+    from textlab.runs import Run
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    net = torch.nn.Linear(3, 2)
+    run = Run.open(resume, resume=True) if resume else Run.create("toy", "lin", {}, runs_dir=str(tmp_path))
+    if writes is not None:
+        real = run.save_checkpoint
+        run.save_checkpoint = lambda which, **kw: (writes.append((which, kw["extra"]["step"])), real(which, **kw))[1]
+    watcher = BestWatcher()
+    with run:
+        textlab.Engine(run, net, torch.optim.SGD(net.parameters(), lr=0.5), batches=None,
+                       step=lambda m, i: {"loss": torch.nn.functional.cross_entropy(m(x[i % 4::4]), y[i % 4::4])},
+                       evaluate=lambda m: {"loss": torch.nn.functional.cross_entropy(m(x), y)},
+                       meta={"model": "lin"}, steps=steps, eval_every=2, callbacks=[watcher],
+                       monitor="valid/loss", save_every=save_every).fit()
+    return watcher, run.dir
+
+
+def test_save_every_writes_best_and_last_together_when_the_run_stops(tmp_path):
+    writes = []
+    watcher, run = _fit_saving(tmp_path, 12, save_every=3600, writes=writes)
+    assert writes == [("best", watcher.step), ("last", 12)]  # 6 evaluations, one write of each at the end
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["extra"]["step"] == watcher.step and watcher.step < 12  # the loss is noisy: an earlier step is best
+    assert all(torch.equal(best["state_dict"][k], watcher.weights[k]) for k in watcher.weights)
+    assert json.loads((run / "run.json").read_text())["best"]["step"] == watcher.step
+    every = []
+    _fit_saving(tmp_path, 12, save_every=None, writes=every)  # the default: last.pt at every evaluation
+    assert [w for w in every if w[0] == "last"] == [("last", s) for s in (2, 4, 6, 8, 10, 12)]
+
+
+def test_save_every_resumes_exactly(tmp_path):
+    _, straight = _fit_saving(tmp_path, 12, save_every=3600)
+    _, part = _fit_saving(tmp_path, 7, save_every=3600)
+    _fit_saving(tmp_path, 12, save_every=3600, resume=part)
+    a, b = _weights(straight), _weights(part)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_found_wherever_they_are(bad):
+    from textlab.engine import check_finite
+
+    net = torch.nn.Sequential(torch.nn.Linear(300, 300), torch.nn.Linear(300, 0))  # an empty tensor is fine
+    check_finite(net, 1)
+    for where in (0, 45_017, 89_999):
+        with torch.no_grad():
+            net[0].weight.view(-1)[where] = bad
+        with pytest.raises(textlab.TextlabError, match="non-finite"):
+            check_finite(net, 1)
+        with torch.no_grad():
+            net[0].weight.view(-1)[where] = 0.0

@@ -54,6 +54,7 @@ def test_prep_and_vocab_report(cli):
 def test_train_learns_and_writes_a_run(trained):
     info = json.loads((trained / "run.json").read_text())
     assert info["status"] == "finished" and info["model"] == "gla" and info["best"]["metric"] == "valid/bpc"
+    assert info["gla_kernel"] == "textlab"  # the own chunk form: no fla, no GPU here
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     bpc = [r["value"] for r in records if r["split"] == "valid" and r["name"] == "bpc"]
     assert len(bpc) == 3 and bpc[-1] < bpc[0] < 6.0  # evaluated every 20 steps, and it learns

@@ -150,3 +150,82 @@ def test_float32_inputs_keep_float32_states_and_bfloat16_works():
     assert o16.dtype == torch.bfloat16 and S16.dtype == torch.float32
     o32, _ = gla_chunk(q, k, v, g)
     assert rel(o16.float(), o32) < 0.05
+
+
+# ============================================================================ fla's kernel (GPU) beside the own operator
+def test_the_own_operator_runs_without_fla_or_a_gpu(monkeypatch):
+    from textlab_gla import model as M
+
+    assert M.chunk_kernel("cpu") == "textlab"
+    monkeypatch.setattr(M, "_fla_chunk_gla", lambda: None)  # fla not installed
+    assert M.chunk_kernel("cuda") == "textlab"
+    monkeypatch.setattr(M, "_fla_chunk_gla", lambda: object())  # installed: only a CUDA device uses it
+    assert M.chunk_kernel("cpu") == "textlab" and M.chunk_kernel("cuda:0") == "fla"
+
+
+@pytest.mark.parametrize("head_first_argument", [True, False])
+def test_the_model_hands_fla_time_major_tensors_and_reads_its_output(monkeypatch, head_first_argument):
+    # a stand-in for fla's chunk_gla (the own operator behind fla's signature): the model's output
+    # through the fla path equals its own path, so the layout and the arguments are right
+    from textlab_gla import model as M
+    from textlab_gla.config import GLAConfig
+
+    calls = []
+
+    def own_time_major(q, k, v, g, scale, initial_state, output_final_state):
+        t = lambda x: x.transpose(1, 2)  # noqa: E731  [B, T, H, D] <-> [B, H, T, D]
+        o, S = gla_chunk(t(q), t(k), t(v), t(g), scale=scale, initial_state=initial_state,
+                         output_final_state=output_final_state)
+        return t(o), S
+
+    def old_fla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, head_first=True):
+        calls.append(head_first)
+        assert head_first is False  # time-major
+        return own_time_major(q, k, v, g, scale, initial_state, output_final_state)
+
+    def new_fla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+        calls.append(None)
+        return own_time_major(q, k, v, g, scale, initial_state, output_final_state)
+
+    fake = old_fla if head_first_argument else new_fla
+    torch.manual_seed(0)
+    net = M.build_gla(GLAConfig(vocab_size=40, d_model=32, layers=2, heads=2), None).double()
+    x = torch.randint(0, 40, (2, 150))
+    own, own_cache = net(x, return_cache=True)
+    monkeypatch.setattr(M, "_fla_chunk_gla", lambda: fake)
+    monkeypatch.setattr(M, "chunk_kernel", lambda device: "fla")
+    via, via_cache = net(x, return_cache=True)
+    assert len(calls) == 2
+    assert torch.allclose(own, via, rtol=1e-10, atol=1e-12)
+    assert all(torch.allclose(a, b, rtol=1e-10, atol=1e-12) for a, b in zip(own_cache, via_cache))
+
+
+def _fla_on_cuda() -> str | None:
+    """Why the agreement test cannot run here, or None if it can."""
+    from textlab_gla import model as M
+
+    if M._fla_chunk_gla() is None:
+        return "flash-linear-attention (fla) is not installed"
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    return None
+
+
+@pytest.mark.skipif(_fla_on_cuda() is not None, reason=str(_fla_on_cuda()))
+@pytest.mark.parametrize("s", (1, 16))
+def test_fla_kernel_agrees_with_the_own_operator(s):
+    from textlab_gla import model as M
+
+    xs = [x.detach().float().cuda().requires_grad_() for x in make(T=200, K=32, V=32, s=s, dtype=torch.float32)]
+    S0 = torch.randn(2, 2, 32, 32, device="cuda", requires_grad=True)
+    own = outputs_and_grads(gla_chunk, xs, initial_state=S0)
+
+    def fla_form(q, k, v, g, initial_state=None, output_final_state=False):
+        t = lambda x: x.transpose(1, 2).contiguous()  # noqa: E731
+        o, S = M.fla_chunk(t(q), t(k), t(v), t(g), scale=q.shape[-1] ** -0.5, initial_state=initial_state,
+                           output_final_state=output_final_state)
+        return o.transpose(1, 2), S
+
+    theirs = outputs_and_grads(fla_form, xs, initial_state=S0)
+    for a, b in zip([own[0], own[1], *own[2]], [theirs[0], theirs[1], *theirs[2]]):
+        assert torch.allclose(a, b, rtol=2e-3, atol=2e-3), (a - b).abs().max()

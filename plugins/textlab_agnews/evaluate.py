@@ -19,17 +19,27 @@ from . import data as D
 from .config import EvalOptions
 
 
-def predict(net: Any, enc: D.Encoded, *, max_len: int, batch_size: int = 512, device: Any = "cpu") -> tuple[Any, float]:
-    """Predicted classes for every row of `enc` (in order) and the mean cross-entropy."""
+def predict(net: Any, enc: D.Encoded, *, max_len: int, batch_size: int = 512, device: Any = "cpu",
+            bags: Any = None) -> tuple[Any, float]:
+    """Predicted classes for every row of `enc` (in order) and the mean cross-entropy.
+
+    A model with a `bags` method (bow) reads the rows hashed into bags (`bags`, or made here).
+    """
     import torch
 
+    if bags is None and hasattr(net, "bags"):
+        bags = net.bags(enc.ids, enc.offsets, max_len)
     order = torch.sort(enc.lengths, stable=True).indices
     preds = torch.empty(len(enc), dtype=torch.int64)
     loss = 0.0
     with torch.no_grad():
         for rows in torch.split(order, batch_size):
-            tokens, lengths = enc.batch(rows, max_len)
-            logits = net(tokens.to(device), lengths.to(device)).float()
+            if bags is not None:
+                ids, starts = bags.take(rows)
+                logits = net(bags=(ids.to(device), starts.to(device))).float()
+            else:
+                tokens, lengths = enc.batch(rows, max_len)
+                logits = net(tokens.to(device), lengths.to(device)).float()
             y = enc.labels[rows].to(device)
             loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
             preds[rows] = logits.argmax(1).cpu()

@@ -35,6 +35,9 @@ from .upgrade import legacy_scheduler, warmup_share
 
 SETTINGS = ("lr", "epochs", "batch_size", "max_len", "min_count", "optimizer", "warmup")  # run.json "settings"
 PROBE_VOCAB = 1000  # the vocabulary size of the model built on the meta device (the real one is not known yet)
+# last.pt (and best.pt) at most once a minute, and when the run stops: bow's 33.7M weights and their Adagrad
+# sums at each of its 10 evaluations wrote 4.9 GB in a run of seconds (README, "Where the time goes")
+SAVE_EVERY = 60.0
 
 
 # ============================================================================ resolve
@@ -162,11 +165,11 @@ def subset(enc: D.Encoded, rows: Any) -> D.Encoded:
     rows = torch.sort(rows).values
     lengths = enc.lengths[rows]
     offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
-    offsets[1:] = torch.cumsum(lengths, 0)
-    keep = torch.zeros(len(enc), dtype=torch.bool)
-    keep[rows] = True
-    ids = enc.ids[torch.repeat_interleave(keep, enc.lengths)]
-    return D.Encoded(ids, offsets, enc.labels[rows])
+    torch.cumsum(lengths, 0, out=offsets[1:])
+    total = int(offsets[-1])
+    # every kept token's place in `enc`: its row's start there, plus its position in the row
+    where = torch.repeat_interleave(enc.offsets[rows] - offsets[:-1], lengths, output_size=total).add_(torch.arange(total))
+    return D.Encoded(enc.ids[where], offsets, enc.labels[rows])
 
 
 # ============================================================================ optimizers
@@ -217,15 +220,61 @@ def mixed_adam(net: Any, lr: float, clip: float | None = 1.0) -> Any:
     return MixedAdam()
 
 
+def sparse_adagrad(params: Any, lr: float) -> Any:
+    """torch's Adagrad with its update of sparse gradients in a few whole-tensor operations.
+
+    torch's own sparse path builds two sparse tensors a step, masks the sum back out of the dense
+    state and adds lr x step into the weights row by row (README, "Where the time goes"). Here:
+    one `index_add_` into the sums, one `index_select`, one `index_add_` of the scaled step. The
+    same update (the weights differ from torch's by float32 rounding: a few ulps after 30 steps, the
+    test compares them), the same state (`step`, `sum`): checkpoints of either load into the other. Dense
+    gradients (the output layer) go through torch's own step.
+    """
+    import torch
+
+    class SparseAdagrad(torch.optim.Adagrad):
+        @torch.no_grad()
+        def step(self, closure: Any = None) -> Any:
+            held = []
+            for group in self.param_groups:
+                if group["lr_decay"] or group["maximize"] or group["differentiable"]:
+                    return super().step(closure)  # options bow never sets: torch's own path
+                for p in group["params"]:
+                    if p.grad is not None and p.grad.is_sparse:
+                        self._sparse_update(p, group)
+                        held.append((p, p.grad))
+                        p.grad = None
+            try:
+                return super().step(closure)  # the dense parameters
+            finally:
+                for p, grad in held:
+                    p.grad = grad
+
+        def _sparse_update(self, p: Any, group: dict) -> None:
+            state = self.state[p]
+            state["step"] += 1
+            grad = p.grad.coalesce()  # the update is not linear: one value per row
+            rows, values = grad._indices()[0], grad._values()
+            state["sum"].index_add_(0, rows, values.pow(2))
+            std = state["sum"].index_select(0, rows).sqrt_().add_(group["eps"])
+            # index_add_ with alpha != 1 takes a row-by-row path (5x slower): the step is scaled first, so
+            # the weights can differ from torch's (which rounds lr x step inside the addition) in the last bits
+            p.index_add_(0, rows, (values / std).mul_(-float(group["lr"])))
+
+    return SparseAdagrad(params, lr=lr)
+
+
 def optimizer_for(net: Any, name: str, lr: float) -> Any:
-    """Adam (SparseAdam for the sparse layers), Adagrad or SGD."""
+    """Adam (SparseAdam for the sparse layers), Adagrad (`sparse_adagrad`) or SGD."""
     import torch
 
     # torch's sparse Adagrad warns on every run that it skips invariant checks: noise for users
     warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
     if name == "adam" and sparse_params(net):
         return mixed_adam(net, lr)
-    kinds = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+    if name == "adagrad":
+        return sparse_adagrad(net.parameters(), lr)
+    kinds = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
     return kinds[name](net.parameters(), lr=lr)
 
 
@@ -270,7 +319,7 @@ def train_model(run: textlab.Run, opts: TrainOptions) -> dict:
                init_embeddings=emb_info, prep_seconds=round(time.perf_counter() - t0, 2))
     textlab.status(f"{opts.model}: {sum(p.numel() for p in net.parameters()):,} parameters; {len(train):,} train rows, "
                    f"{len(loaded['valid']):,} valid rows; {planned:,} steps")
-    step, evaluate = step_functions(loaded, opts.max_len, run.device)
+    step, evaluate = step_functions(net, loaded, opts.max_len, run.device)
     schedule = None if opts.legacy_schedule else textlab.Schedule("linear", warmup=opts.warmup)
     scheduler = legacy_scheduler(optimizer, opts.warmup, per_epoch * opts.epochs) if opts.legacy_schedule else None
     result = textlab.Engine(
@@ -279,6 +328,7 @@ def train_model(run: textlab.Run, opts: TrainOptions) -> dict:
         epochs=opts.epochs, steps=opts.steps, time_budget=opts.time_budget, eval_every=opts.eval_every,
         evals_per_epoch=2, monitor="valid/accuracy", patience=opts.patience, schedule=schedule, scheduler=scheduler,
         grad_clip=None if sparse_params(net) else 1.0, unit="tok", description=f"train agnews {run.info.get('model')}",
+        save_every=SAVE_EVERY,
     ).fit()
     best_time = _best_time(run)
     run.update(best_time=best_time)
@@ -301,24 +351,35 @@ def start_embeddings(run: textlab.Run, net: Any, opts: TrainOptions, loaded: dic
     return info
 
 
-def step_functions(loaded: dict, max_len: int, device: Any) -> tuple[Any, Any]:
-    """The engine's `step(net, rows)` on the train part and `evaluate(net)` on the valid part."""
+def step_functions(net: Any, loaded: dict, max_len: int, device: Any) -> tuple[Any, Any]:
+    """The engine's `step(net, rows)` on the train part and `evaluate(net)` on the valid part.
+
+    A model with a `bags` method (bow) gets its rows hashed into bags once, here, and each step
+    only gathers its rows' bags (`model.bag_rows`); other models get padded token batches.
+    """
     import torch
 
     from .evaluate import predict
 
     train, valid = loaded["train"], loaded["valid"]
+    bags = net.bags(train.ids, train.offsets, max_len) if hasattr(net, "bags") else None
+    valid_bags = net.bags(valid.ids, valid.offsets, max_len) if bags is not None else None
+    lengths = train.lengths.clamp(max=max_len)
 
     def step(net: Any, rows: Any) -> dict:
-        tokens, lengths = train.batch(rows, max_len)
         y = train.labels[rows].to(device)
-        logits = net(tokens.to(device), lengths.to(device))
+        if bags is not None:
+            ids, starts = bags.take(rows)
+            logits = net(bags=(ids.to(device), starts.to(device)))
+        else:
+            tokens, batch_lengths = train.batch(rows, max_len)
+            logits = net(tokens.to(device), batch_lengths.to(device))
         loss = torch.nn.functional.cross_entropy(logits, y)
-        return {"loss": loss, "n": len(rows), "units": int(lengths.sum()),
+        return {"loss": loss, "n": len(rows), "units": int(lengths[rows].sum()),
                 "accuracy": (logits.argmax(1) == y).float().mean()}
 
     def evaluate(net: Any) -> dict:
-        preds, loss = predict(net, valid, max_len=max_len, device=device)
+        preds, loss = predict(net, valid, max_len=max_len, device=device, bags=valid_bags)
         return {"loss": loss, "accuracy": float((preds == valid.labels).float().mean())}
 
     return step, evaluate

@@ -17,6 +17,11 @@ Both models share one interface:
   step(token, cache) -> (logits, cache)                   (generation: one new token)
 For GLA the cache is one dk x dv state per layer and head: constant in the length. For the
 Transformer it is a key/value cache that grows with the length.
+
+The GLA operator of the chunk form (training, evaluation, prefill) is `chunk_kernel(device)`: the
+flash-linear-attention package's Triton kernel (`fla.ops.gla.chunk_gla`) when that package is
+installed and the tensors are on a CUDA device, this plugin's own `ops.gla_chunk` everywhere else.
+Both compute the same function (tests/test_gla_ops.py compares them where fla can run).
 """
 
 from __future__ import annotations
@@ -29,6 +34,46 @@ from torch import nn
 
 from .config import GLAConfig, TransformerConfig
 from .ops import gla_chunk, gla_parallel, gla_recurrent
+
+KERNELS = ("fla", "textlab")  # fla's Triton kernel (CUDA), or this plugin's own chunk form (ops.gla_chunk)
+
+
+_OPERATOR = {"chunk": gla_chunk}  # this plugin's chunk form, as the model calls it (see opaque_to_compiler)
+
+
+def opaque_to_compiler() -> None:
+    """Under `torch.compile`, run this plugin's chunk-form operator as one opaque call, as SDPA is
+    for the Transformer: the compiler fuses the projections, gates, norms and MLP around it and does
+    not unroll its loop over chunks (N = T / 64 copies of the state update). It imports
+    torch._dynamo (a second or two), so only runs that compile call it (train.py, benchmarks/gla.py)."""
+    _OPERATOR["chunk"] = torch.compiler.disable(gla_chunk)
+
+
+def _fla_chunk_gla():
+    """fla's `chunk_gla`, or None where the package (or Triton under it) cannot be imported."""
+    try:
+        from fla.ops.gla import chunk_gla
+    except Exception:  # noqa: BLE001 - not installed, no Triton, no CUDA build: the own operator
+        return None
+    return chunk_gla
+
+
+def chunk_kernel(device) -> str:
+    """Which chunk-form GLA operator runs on `device`: "fla" on CUDA with fla installed, else "textlab"."""
+    return "fla" if torch.device(device).type == "cuda" and _fla_chunk_gla() is not None else "textlab"
+
+
+def fla_chunk(q, k, v, g, *, scale, initial_state=None, output_final_state=False):
+    """fla's chunk_gla on time-major inputs q, k, g `[B, T, H, dk]`, v `[B, T, H, dv]` -> (o `[B, T, H, dv]`, state).
+
+    fla's versions differ: up to 0.1 `head_first=True` was the default (time-major needs
+    `head_first=False`); later versions take time-major inputs only and have no such argument.
+    """
+    import inspect
+
+    chunk_gla = _fla_chunk_gla()
+    kw = {"head_first": False} if "head_first" in inspect.signature(chunk_gla).parameters else {}
+    return chunk_gla(q, k, v, g, scale=scale, initial_state=initial_state, output_final_state=output_final_state, **kw)
 
 
 def swiglu_width(d: int, ratio: int = 4) -> int:
@@ -47,7 +92,9 @@ class RMSNorm(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """W_down(silu(W_gate z) ⊙ W_up z), gate and up fused into one matmul, no biases."""
+    """W_down(silu(W_gate z) ⊙ W_up z), no biases; W_gate and W_up are the two halves of one
+    matrix (`gate_up`), applied as two matmuls: splitting one product's output made the backward
+    pass concatenate the two [B, T, hidden] gradients (7-15% of the block's time, eager)."""
 
     def __init__(self, d: int, hidden: int):
         super().__init__()
@@ -56,14 +103,14 @@ class SwiGLU(nn.Module):
         self.down = nn.Linear(hidden, d, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).split(self.hidden, -1)
-        return self.down(F.silu(gate) * up)
+        w, h = self.gate_up.weight, self.hidden
+        return self.down(F.silu(F.linear(x, w[:h])) * F.linear(x, w[h:]))
 
 
 # ============================================================================ GLA
 class GLALayer(nn.Module):
     """The GLA token mixer (notes §3). q, k, v, the output gate r and the first gate stage
-    share one input projection (one matmul instead of five)."""
+    share one input projection matrix (`proj`), applied slice by slice (`_project`)."""
 
     def __init__(self, cfg: GLAConfig):
         super().__init__()
@@ -90,22 +137,41 @@ class GLALayer(nn.Module):
         B, T, _ = x.shape
         if form == "recurrent" and T == 1:
             return self._step(x, state)
-        q, k, v, r, z = self.proj(x).split(self.splits, -1)
+        q, k, v, r, z = self._project(x)
         g = self.log_gate(z)
-        q, k, g, v = (rearrange(t, "b t (h d) -> b h t d", h=self.H) for t in (q, k, g, v))
         kw = dict(scale=self.dk ** -0.5, initial_state=state, output_final_state=return_state)
+        if form == "chunk" and chunk_kernel(x.device) == "fla":  # time-major in and out
+            q, k, g, v = (rearrange(t, "b t (h d) -> b t h d", h=self.H) for t in (q, k, g, v))
+            o, state = fla_chunk(q, k, v, g, **kw)
+        else:
+            o, state = self._own_operator(form, q, k, v, g, kw)
+        o = F.rms_norm(o, (self.dv,), self.o_norm, self.eps)
+        o = o * F.silu(rearrange(r, "b t (h d) -> b t h d", h=self.H))
+        return self.out(rearrange(o, "b t h d -> b t (h d)")), state
+
+    def _project(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """q, k, v, r and the first gate stage: one matmul per slice of `proj`'s weight, so each comes
+        out contiguous. The operator writes its gradients in that layout; split from one product,
+        they were strided views, and the backward concatenated the five gradients (eager) or
+        copied each to the views' strides (compiled: 0.8 s of a 7.8 s step at T = 512)."""
+        out, at = [], 0
+        for n in self.splits:
+            out.append(F.linear(x, self.proj.weight[at:at + n]))
+            at += n
+        return out
+
+    def _own_operator(self, form: str, q, k, v, g, kw: dict):
+        """This plugin's operator in the form asked for -> (o [B, T, H, dv] time-major, state)."""
+        q, k, g, v = (rearrange(t, "b t (h d) -> b h t d", h=self.H) for t in (q, k, g, v))
         if form == "chunk":
-            o, state = gla_chunk(q, k, v, g, chunk_size=self.chunk_size, sub_chunk=self.sub_chunk, **kw)
+            o, state = _OPERATOR["chunk"](q, k, v, g, chunk_size=self.chunk_size, sub_chunk=self.sub_chunk, **kw)
         elif form == "recurrent":
             o, state = gla_recurrent(q, k, v, g, **kw)
         elif form == "parallel":
             o, state = gla_parallel(q, k, v, g, **kw)
         else:
             raise ValueError(f"unknown form {form!r}")
-        o = F.rms_norm(rearrange(o, "b h t d -> b t h d"), (self.dv,), self.o_norm, self.eps)
-        o = o * F.silu(rearrange(r, "b t (h d) -> b t h d", h=self.H))
-        return self.out(rearrange(o, "b t h d -> b t (h d)")), state
-
+        return rearrange(o, "b h t d -> b t h d"), state
 
     def _step(self, x: torch.Tensor, state: torch.Tensor | None):
         """One token (x [B, 1, d]): the recurrent definition with as few operations as possible

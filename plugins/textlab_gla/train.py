@@ -4,6 +4,10 @@ AdamW with weight decay on matrices only, a linear warm-up then a cosine decay t
 `--min-lr-ratio` x peak that ends when the planned steps, or the time budget, run out
 (`textlab.Schedule("cosine")`), gradient clipping, evaluation on a slice of valid every
 `--eval-every` steps, best.pt by valid bits per character.
+
+The GLA operator is fla's Triton kernel on a CUDA device where flash-linear-attention is installed,
+this plugin's own chunk form everywhere else (`model.chunk_kernel`); run.json says which
+(`gla_kernel`). With `--compile` that own operator stays one opaque call (`model.opaque_to_compiler`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import textlab
 from . import data as gdata
 from .config import TrainOptions
 from .evaluate import LN2, evaluate_ids
+from .model import chunk_kernel, opaque_to_compiler
 
 
 def train_lm(run: textlab.Run, opts: TrainOptions) -> dict:
@@ -35,8 +40,14 @@ def train_lm(run: textlab.Run, opts: TrainOptions) -> dict:
     config = textlab.make_config(spec.config, opts, {"vocab_size": len(vocab)})
     net = spec.build(config, vocab.to_dict())
     n_params = net.num_parameters()
+    kernel = chunk_kernel(run.device) if opts.model == "gla" else None
+    if kernel == "textlab" and run.config.get("compile"):
+        opaque_to_compiler()
+    if kernel:
+        run.update(gla_kernel=kernel)
     textlab.status(f"{opts.model}: {n_params / 1e6:.2f} M parameters, vocabulary {len(vocab)} characters, "
-                   f"train {len(train_ids):,} / valid {len(valid_ids):,} characters")
+                   f"train {len(train_ids):,} / valid {len(valid_ids):,} characters" +
+                   (f"; GLA operator: {'fla (Triton)' if kernel == 'fla' else 'textlab chunk form'}" if kernel else ""))
     B, L = opts.batch_size, opts.seq_len
 
     def batches(epoch: int):
