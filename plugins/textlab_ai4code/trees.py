@@ -145,17 +145,7 @@ PARALLEL_ROWS = 50_000  # below this, starting threads costs more than it saves
 
 
 def _walk_rows(X, feature, thr, left, right, leaf, value, roots, out):  # pragma: no cover - compiled below
-    for i in range(X.shape[0]):
-        s = 0.0
-        for t in range(roots.shape[0]):
-            node = roots[t]
-            while not leaf[node]:
-                node = left[node] if X[i, feature[node]] <= thr[node] else right[node]
-            s += value[node]
-        out[i] += s
-
-
-def _walk_rows_parallel(X, feature, thr, left, right, leaf, value, roots, out):  # pragma: no cover - compiled below
+    """Add each row's sum of leaf values to out; compiled twice (numba runs prange as range when not parallel)."""
     for i in prange(X.shape[0]):
         s = 0.0
         for t in range(roots.shape[0]):
@@ -170,7 +160,7 @@ try:
     from numba import njit, prange
 
     _serial = njit(nogil=True, cache=True)(_walk_rows)
-    _parallel = njit(nogil=True, cache=True, parallel=True)(_walk_rows_parallel)
+    _parallel = njit(nogil=True, cache=True, parallel=True)(_walk_rows)
 
     def _walk(X, *args) -> None:
         """The compiled walk; over rows in parallel, on as many threads as torch uses (`--threads`), when there are many."""
