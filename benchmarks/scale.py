@@ -723,14 +723,16 @@ def main() -> int:
             show_seed(result)
             console.print(f"written: {out}")
             return 0
-        result = {"quick": a.quick, **meta, "tasks": {}}
-        for task in a.tasks:
+        result = {"quick": a.quick, **meta, "tasks": {}, "complete": False}
+        out = a.out or RESULTS / ("scale-quick.json" if a.quick else "scale.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for task in a.tasks:  # written after each task: a later failure keeps what was measured
             sizes = a.sizes or (QUICK_SIZES if a.quick else SIZES)[task]
             runs = [run_task(task, n, tmp, a.threads, a.quick) for n in sizes]
             result["tasks"][task] = {"runs": runs, "growth": growth(runs)}
-        result.update(load_end=load(), minutes=round((time.time() - t0) / 60, 1))
-        out = a.out or RESULTS / ("scale-quick.json" if a.quick else "scale.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
+            result.update(load_end=load(), minutes=round((time.time() - t0) / 60, 1))
+            out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        result["complete"] = True
         out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         plot(result, out.with_suffix(".png"))
         show(result)
