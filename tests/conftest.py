@@ -69,6 +69,17 @@ def run_config(run: Path) -> dict:
     return {**data.get("options", {}), **data.get("core", {})}
 
 
+def plain(obj) -> bool:
+    """Only tensors and plain values (what weights_only loading allows and our checkpoints promise)."""
+    import torch
+
+    if isinstance(obj, dict):
+        return all(isinstance(k, str) and plain(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(plain(v) for v in obj)
+    return obj is None or isinstance(obj, (str, int, float, bool, torch.Tensor))
+
+
 def subprocess_env(extra_path: Path | None = None, **env: str) -> dict:
     e = dict(os.environ)
     e.update(env)

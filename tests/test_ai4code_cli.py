@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import plain
 from textlab_ai4code import data as D
 from textlab_ai4code.sample import load_sample
 
@@ -26,14 +27,6 @@ def only_run(root: Path) -> Path:
     assert len(runs) == 1, runs
     return runs[0]
 
-
-def plain(obj) -> bool:
-    """Only tensors and plain values (what weights_only loading allows and our checkpoints promise)."""
-    if isinstance(obj, dict):
-        return all(isinstance(k, str) and plain(v) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return all(plain(v) for v in obj)
-    return obj is None or isinstance(obj, (str, int, float, bool, torch.Tensor))
 
 
 @pytest.mark.parametrize("model", list(TINY))

@@ -19,6 +19,7 @@ import torch
 
 pytest.importorskip("transformers")
 
+from conftest import plain
 from textlab_ai4code import data as D  # noqa: E402
 from textlab_ai4code.sample import load_sample  # noqa: E402
 
@@ -54,13 +55,6 @@ def runs_of(tmp_path: Path) -> list[Path]:
     root = tmp_path / "runs" / "ai4code"
     return sorted(root.iterdir()) if root.exists() else []
 
-
-def plain(obj) -> bool:
-    if isinstance(obj, dict):
-        return all(isinstance(k, str) and plain(v) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return all(plain(v) for v in obj)
-    return obj is None or isinstance(obj, (str, int, float, bool, torch.Tensor))
 
 
 def one_line(res, code: int, text: str) -> None:
