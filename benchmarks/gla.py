@@ -111,7 +111,7 @@ def throughput(data: str, seq_lens: list[int], tokens: int, repeats: int, thread
 
     torch.set_num_threads(threads)
     vocab, _ = gdata.vocab_for(data)
-    ids = gdata.encode(gdata.load_texts(data, ("train",))["train"], vocab)
+    ids = gdata.load_ids(data, vocab, "train")
     rows = []
     for T in seq_lens:
         B = max(1, tokens // T)

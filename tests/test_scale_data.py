@@ -113,10 +113,15 @@ def _gla_old_read_split(source, split):
             return "".join(t if t.endswith("\n") or not t else t + "\n" for t in texts if t is not None)
         return "".join(line + "\n" for line in textlab.iter_lines(path))
 
+    def cut(text):  # one text -> train / valid / test = 90 / 5 / 5 % at line boundaries
+        n = len(text)
+        a, b = (n if (i := text.find("\n", int(n * f))) < 0 else i + 1 for f in (0.90, 0.95))
+        return text[:a], text[a:b], text[b:]
+
     path = source.path
     if path.is_dir():
         return "\n".join(read_file(f) for f in G.split_files(path, split))
-    return G._cut(read_file(path))[G.SPLITS.index(split)]
+    return cut(read_file(path))[G.SPLITS.index(split)]
 
 
 def _gla_text(rng: random.Random, lines: int) -> str:

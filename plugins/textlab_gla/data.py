@@ -157,11 +157,6 @@ def split_files(folder: Path, split: str) -> list[Path]:
     return found
 
 
-def _read_file(path: Path) -> str:
-    """A text file (one document), or a table file's `text` column (Hugging Face exports)."""
-    return "".join(_file_pieces(path))
-
-
 def _file_pieces(path: Path) -> Iterator[str]:
     """A text file line by line (each with its line end), or a table file's `text` column row by
     row (parquet by row groups)."""
@@ -191,18 +186,6 @@ def _cut_pieces(path: Path, part: int) -> Iterator[str]:
         if which > part:
             return
         pos = end + 1
-
-
-def _cut(text: str) -> tuple[str, str, str]:
-    """One text -> train / valid / test = 90 / 5 / 5 % at line boundaries."""
-    n = len(text)
-
-    def at(frac: float) -> int:
-        i = text.find("\n", int(n * frac))
-        return n if i < 0 else i + 1
-
-    a, b = at(0.90), at(0.95)
-    return text[:a], text[a:b], text[b:]
 
 
 def blocks(pieces: Iterable[str], size: int | None = None) -> Iterator[str]:
