@@ -10,7 +10,9 @@ processes on the machine disturb the figures less than wall time would:
   torch-batched      textlab's torch backend: batches of 4096 pairs, index_select / bmm /
                      index_add_ (a torch.profiler breakdown is printed)
   numba-per-pair     textlab's kernel with word2vec.c's loop: fresh negatives for every pair
-  numba-shared       textlab's default kernel: negatives shared by a target's window
+  numba-shared       textlab's default kernel: negatives shared by a target's window, the next
+                     target's rows prefetched
+  numba-shared-nopf  the same without prefetching (the same numbers, more waiting on memory)
   numba-shared+loss  the same, computing the loss of every pair (default: one target in 8)
   make-pairs         only generating the pairs (subsampling + shrunk windows), no training
   shard-read         reading the same pairs back from a parquet shard
@@ -72,16 +74,17 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     rows = []
 
-    def kernel(label: str, shared: bool, loss_every: int) -> None:
+    def kernel(label: str, shared: bool, loss_every: int, prefetch: bool = True) -> None:
         syn0, syn1 = init_vectors(V, dim, 1)
         K.train_window(ids, offs, 0, 0, keep, c.neg_threshold, c.neg_alias, syn0, syn1, window, negative, 0.0, 0.0, 1,
-                       shared, loss_every)  # compile / load
+                       shared, loss_every, prefetch)  # compile / load
         t0 = cpu()
         pairs = 0
         for j in range(len(cuts) - 1):
             lr0 = 0.025 * (1 - j / (len(cuts) - 1))
             _, n, _, _ = K.train_window(ids, offs, int(cuts[j]), int(cuts[j + 1]), keep, c.neg_threshold, c.neg_alias,
-                                        syn0, syn1, window, negative, lr0, lr0, D.job_seed(1, 0, j), shared, loss_every)
+                                        syn0, syn1, window, negative, lr0, lr0, D.job_seed(1, 0, j), shared, loss_every,
+                                        prefetch)
             pairs += n
         rows.append({"variant": label, "cpu_s": cpu() - t0, "pairs": pairs})
 
@@ -107,6 +110,7 @@ def main() -> None:
     rows.append({"variant": "shard-read", "cpu_s": cpu() - t0, "pairs": n, "bytes": shard.stat().st_size})
 
     kernel("numba-shared", True, 8)
+    kernel("numba-shared-nopf", True, 8, prefetch=False)
     kernel("numba-shared+loss", True, 1)
     kernel("numba-per-pair", False, 8)
 

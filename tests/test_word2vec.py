@@ -255,6 +255,55 @@ def test_shared_negatives_with_one_context_is_the_classic_update():
     assert np.allclose(syn1, a1, atol=1e-5) and np.allclose(syn0[2], v + neu, atol=1e-5)
 
 
+def test_prefetching_changes_no_number_and_looks_ahead_at_the_next_draws():
+    """The kernels' prefetch hints (the next centre's rows) leave every value as it was, in both
+    loops; and the rows hinted are the ones the next centre draws (the generator is deterministic)."""
+    rng = np.random.default_rng(3)
+    vocab, dim = 50, 24  # 24: a row spans two cache lines, the second one partly
+    counts = np.sort(rng.integers(1, 500, vocab))[::-1].astype(np.float64)
+    threshold, alias = D.alias_table(counts ** 0.75)
+    keep = D.keep_thresholds(counts, 1e-2)
+    ids = rng.integers(0, vocab, 3000).astype(np.int32)
+    offsets = np.array([0, 1, 700, 701, 1900, 3000], dtype=np.int64)  # one-word sentences too
+    start0 = rng.normal(size=(vocab, dim)).astype(np.float32)
+    for shared in (True, False):
+        out = []
+        for prefetch in (False, True):
+            syn0, syn1 = start0.copy(), np.zeros_like(start0)
+            res = K.train_window(ids, offsets, 0, 5, keep, threshold, alias, syn0, syn1, 3, 4, 0.05, 0.001, 11,
+                                 shared, 4, prefetch)
+            out.append((res, syn0, syn1))
+        assert out[0][0] == out[1][0]
+        assert np.array_equal(out[0][1], out[1][1]) and np.array_equal(out[0][2], out[1][2])
+        assert not np.array_equal(out[0][1], start0)  # it trained
+    t, c = ids[:-1].copy(), ids[1:].copy()
+    mats = []
+    for prefetch in (False, True):
+        syn0 = np.random.default_rng(5).normal(size=(vocab, dim)).astype(np.float32)
+        syn1 = np.zeros_like(syn0)
+        res = K.train_pairs(t, c, 0, len(t), threshold, alias, syn0, syn1, 4, 0.05, 0.001, 11, True, 4, 6, prefetch)
+        mats.append((res, syn0, syn1))
+    assert mats[0][0] == mats[1][0] and np.array_equal(mats[0][1], mats[1][1]) and np.array_equal(mats[0][2], mats[1][2])
+    # the draws looked ahead at: after a centre's negatives, one step for the next window, then its negatives
+    rnd = np.uint64(987654321)
+    tg, ahead = np.empty(5, np.int32), np.empty(5, np.int32)
+    rnd, _ = K._negatives(rnd, threshold, alias, 7, 4, tg)
+    _, n_ahead = K._negatives(K._next(rnd), threshold, alias, 9, 4, ahead)
+    _, n_next = K._negatives(K._next(rnd), threshold, alias, 9, 4, tg)
+    assert n_ahead == n_next and np.array_equal(ahead[:n_ahead], tg[:n_next])
+
+
+def test_vectors_live_in_their_own_zeroed_memory():
+    from textlab_word2vec.model import init_vectors, matrix
+
+    m = matrix(1000, 100)
+    assert m.shape == (1000, 100) and m.dtype == np.float32 and m.flags.writeable and not m.any()
+    syn0, syn1 = init_vectors(300, 10, 4)
+    assert np.all(np.abs(syn0) <= 0.5 / 10) and syn0.std() > 0.01 and not syn1.any()
+    again, _ = init_vectors(300, 10, 4)
+    assert np.array_equal(syn0, again)
+
+
 # ============================================================================ training
 def test_training_puts_words_of_a_group_together(trained, cli):
     ckpt, _ = trained

@@ -40,11 +40,33 @@ def init_vectors(vocab_size: int, dim: int, seed: int) -> tuple[Any, Any]:
     import numpy as np
 
     rng = np.random.default_rng(seed % 2**64)  # --seed -1 is a seed too (the same draws as before for seed >= 0)
-    syn0 = rng.random((vocab_size, dim), dtype=np.float32)  # in place below: no temporary copies of the matrix
+    syn0 = rng.random(out=matrix(vocab_size, dim), dtype=np.float32)  # in place: no temporary copies of the matrix
     syn0 -= np.float32(0.5)  # (a vocabulary of 2.5M words and 100 dimensions is 1 GB a matrix)
     syn0 /= np.float32(dim)
-    syn1 = np.zeros((vocab_size, dim), dtype=np.float32)
+    syn1 = matrix(vocab_size, dim)  # zeros: fresh anonymous memory
     return syn0, syn1
+
+
+def matrix(rows: int, cols: int) -> Any:
+    """A float32 [rows, cols] array of zeros in its own anonymous memory map, on huge pages where the
+    system allows them (Linux's transparent huge pages, asked for with madvise before the first touch).
+
+    The kernels read rows of both matrices at random: with 4 KB pages a 1 GB matrix is 262,144 pages
+    and nearly every row read also misses the TLB; with 2 MB pages, 512. Measured with
+    benchmarks/word2vec_profile.py (README, "Where the time goes").
+    """
+    import mmap
+
+    import numpy as np
+
+    size = max(1, rows * cols * 4)
+    mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            mm.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # a kernel without transparent huge pages: ordinary pages
+            pass
+    return np.frombuffer(mm, dtype=np.float32, count=rows * cols).reshape(rows, cols)
 
 
 def torch_negatives(threshold: Any, alias: Any, shape: tuple[int, ...], generator: Any) -> Any:

@@ -163,13 +163,13 @@ class Trainer:
         if self.pairs is None:
             return lambda: train_window(self._ids, self._offsets, unit.a, unit.b, self.keep, self.corpus.neg_threshold,
                                         self.corpus.neg_alias, self.syn0, self.syn1, o.window, o.negative, a0, a1,
-                                        seed, o.shared_negatives, o.loss_every)
+                                        seed, o.shared_negatives, o.loss_every, True)
         targets, contexts = self._shard(unit.shard)
 
         def shard_unit() -> tuple[int, int, float, int]:
             n, loss, loss_n = train_pairs(targets, contexts, unit.a, unit.b, self.corpus.neg_threshold,
                                           self.corpus.neg_alias, self.syn0, self.syn1, o.negative, a0, a1, seed,
-                                          o.shared_negatives, o.loss_every, 2 * int(self.pairs.options["window"]))
+                                          o.shared_negatives, o.loss_every, 2 * int(self.pairs.options["window"]), True)
             return 0, n, loss, loss_n
 
         return shard_unit
@@ -251,11 +251,11 @@ class Trainer:
             o, c = self.opts, self.corpus
             if self.pairs is None:
                 train_window(self._ids, self._offsets, 0, 0, self.keep, c.neg_threshold, c.neg_alias, self.syn0,
-                             self.syn1, o.window, o.negative, 0.0, 0.0, 1, o.shared_negatives, o.loss_every)
+                             self.syn1, o.window, o.negative, 0.0, 0.0, 1, o.shared_negatives, o.loss_every, True)
             else:
                 t, ctx = self._shard(0)
                 train_pairs(t, ctx, 0, 0, c.neg_threshold, c.neg_alias, self.syn0, self.syn1, o.negative, 0.0, 0.0,
-                            1, o.shared_negatives, o.loss_every, 2)
+                            1, o.shared_negatives, o.loss_every, 2, True)
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ checkpoints
