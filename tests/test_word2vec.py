@@ -293,15 +293,13 @@ def test_prefetching_changes_no_number_and_looks_ahead_at_the_next_draws():
     assert n_ahead == n_next and np.array_equal(ahead[:n_ahead], tg[:n_next])
 
 
-def test_vectors_live_in_their_own_zeroed_memory():
-    from textlab_word2vec.model import init_vectors, matrix
+def test_vectors_start_as_word2vec_starts_them():
+    from textlab_word2vec.model import init_vectors
 
-    m = matrix(1000, 100)
-    assert m.shape == (1000, 100) and m.dtype == np.float32 and m.flags.writeable and not m.any()
     syn0, syn1 = init_vectors(300, 10, 4)
+    assert syn0.shape == syn1.shape == (300, 10) and syn0.dtype == np.float32 and syn0.flags.writeable
     assert np.all(np.abs(syn0) <= 0.5 / 10) and syn0.std() > 0.01 and not syn1.any()
-    again, _ = init_vectors(300, 10, 4)
-    assert np.array_equal(syn0, again)
+    assert np.array_equal(syn0, init_vectors(300, 10, 4)[0]) and not np.array_equal(syn0, init_vectors(300, 10, 5)[0])
 
 
 # ============================================================================ training

@@ -28,6 +28,7 @@ _FROM: dict[str, tuple[str, ...]] = {
     ".runner": ("execute",),
     ".hookspecs": ("hookimpl", "hookspec"),
     ".invocation": ("Invocation",),
+    ".memory": ("huge_zeros",),
     ".options": ("Duration", "Options", "option"),
     ".plugins": ("registry",),
     ".rundir": ("locate_run",),

@@ -36,10 +36,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import njit
-from numba.core import cgutils, types
-from numba.extending import intrinsic
+from textlab.jit import prefetch_row
 
 MAX_EXP = np.float32(6.0)  # beyond |score| > 6 the sigmoid is taken as 0 or 1 (word2vec.c)
 _MUL = np.uint64(25214903917)
@@ -58,40 +56,12 @@ def _u32(rnd):
     return (rnd >> _S16) & _MASK32
 
 
-@intrinsic
-def _prefetch(typingctx, arr, i, j):
-    """Hint the CPU to bring the cache line of arr[i, j] in (llvm.prefetch: no fault, no effect on values)."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 2):
-        return None
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        inds = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:])]
-        ptr = cgutils.get_item_pointer2(context, builder, data=ary.data, shape=cgutils.unpack_tuple(builder, ary.shape),
-                                        strides=cgutils.unpack_tuple(builder, ary.strides), layout=aryty.layout,
-                                        inds=inds)
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])  # for writing, keep, data cache
-        return context.get_dummy_value()
-
-    return types.void(arr, i, j), codegen
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _prefetch_row(a, r):
-    for k in range(0, a.shape[1], 16):  # one hint per 64-byte line of float32
-        _prefetch(a, r, k)
-
-
 @njit(nogil=True, cache=True, inline="always")
 def _prefetch_targets(rnd, threshold, alias, syn1, centre, negative, ahead):
     """Prefetch the rows of syn1 that `_negatives(rnd, ..., centre, ...)` will give: the same draws, into `ahead`."""
     _, nt = _negatives(rnd, threshold, alias, centre, negative, ahead)
     for j in range(nt):
-        _prefetch_row(syn1, ahead[j])
+        prefetch_row(syn1, ahead[j])
 
 
 @njit(nogil=True, cache=True)
@@ -251,7 +221,7 @@ def train_window(ids, offsets, s0, s1, keep, threshold, alias, syn0, syn1, windo
                 if prefetch and pos + 1 < n:  # the next centre: its window draw, then its negatives
                     _prefetch_targets(_next(rnd), threshold, alias, syn1, buf[pos + 1], negative, ahead)
                     if pos + 1 + window < n:
-                        _prefetch_row(syn0, buf[pos + 1 + window])
+                        prefetch_row(syn0, buf[pos + 1 + window])
                 loss += _update(syn0, syn1, ctxs, m, tg, nt, alpha, g_buf, delta, want)
                 pairs += m
                 if want:
@@ -302,7 +272,7 @@ def train_pairs(targets, contexts, i0, i1, threshold, alias, syn0, syn1, negativ
         if prefetch and nxt < i1:  # the next group: its negatives and its first contexts
             _prefetch_targets(rnd, threshold, alias, syn1, targets[nxt], negative, ahead)
             for c in range(nxt, min(i1, nxt + (m if shared else 1))):
-                _prefetch_row(syn0, contexts[c])
+                prefetch_row(syn0, contexts[c])
         groups += 1
         want = groups % loss_every == 0
         loss += _update(syn0, syn1, ctxs, m, tg, nt, alpha, g_buf, delta, want)

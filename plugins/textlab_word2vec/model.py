@@ -39,34 +39,15 @@ def init_vectors(vocab_size: int, dim: int, seed: int) -> tuple[Any, Any]:
     """word2vec.c / gensim initialisation: in-vectors uniform in [-0.5/dim, 0.5/dim), out-vectors 0."""
     import numpy as np
 
+    import textlab
+
     rng = np.random.default_rng(seed % 2**64)  # --seed -1 is a seed too (the same draws as before for seed >= 0)
-    syn0 = rng.random(out=matrix(vocab_size, dim), dtype=np.float32)  # in place: no temporary copies of the matrix
+    # huge pages (textlab.huge_zeros): the kernels read rows of both at random
+    syn0 = rng.random(out=textlab.huge_zeros((vocab_size, dim)), dtype=np.float32)  # in place: no temporary copy
     syn0 -= np.float32(0.5)  # (a vocabulary of 2.5M words and 100 dimensions is 1 GB a matrix)
     syn0 /= np.float32(dim)
-    syn1 = matrix(vocab_size, dim)  # zeros: fresh anonymous memory
+    syn1 = textlab.huge_zeros((vocab_size, dim))
     return syn0, syn1
-
-
-def matrix(rows: int, cols: int) -> Any:
-    """A float32 [rows, cols] array of zeros in its own anonymous memory map, on huge pages where the
-    system allows them (Linux's transparent huge pages, asked for with madvise before the first touch).
-
-    The kernels read rows of both matrices at random: with 4 KB pages a 1 GB matrix is 262,144 pages
-    and nearly every row read also misses the TLB; with 2 MB pages, 512. Measured with
-    benchmarks/word2vec_profile.py (README, "Where the time goes").
-    """
-    import mmap
-
-    import numpy as np
-
-    size = max(1, rows * cols * 4)
-    mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
-        try:
-            mm.madvise(mmap.MADV_HUGEPAGE)
-        except OSError:  # a kernel without transparent huge pages: ordinary pages
-            pass
-    return np.frombuffer(mm, dtype=np.float32, count=rows * cols).reshape(rows, cols)
 
 
 def torch_negatives(threshold: Any, alias: Any, shape: tuple[int, ...], generator: Any) -> Any:
