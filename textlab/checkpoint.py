@@ -10,14 +10,18 @@ Layout of the dict inside::
     run_state: dict                (only in a run's last.pt: metrics_bytes, the size of metrics.jsonl then)
     textlab_version: str
 
-Files are written to a temporary name and renamed. Loading uses
+Files are written to a temporary name and renamed, without the CRC32 that torch.save would compute
+for every record (torch.load never checks it; computing it was half the time of writing a 270 MB
+last.pt). Loading uses
 `torch.load(..., weights_only=True)`, which refuses to run code, and refuses any file that is
 not ours with one clear line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +62,8 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = new_temp_file(path)
-        torch.save(payload, tmp)
+        with _without_crc32(torch):
+            torch.save(payload, tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -68,6 +73,21 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
             raise CheckpointError(err.message, hint=err.hint) from None
         raise
     return path
+
+
+@contextlib.contextmanager
+def _without_crc32(torch: Any) -> Iterator[None]:
+    """torch.save without the CRC32 of each record (the module docstring); torch's setting as it was after."""
+    ser = torch.serialization
+    if not hasattr(ser, "set_crc32_options"):  # an older torch: it computes them
+        yield
+        return
+    before = ser.get_crc32_options()
+    ser.set_crc32_options(False)
+    try:
+        yield
+    finally:
+        ser.set_crc32_options(before)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
