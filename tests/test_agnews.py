@@ -825,3 +825,25 @@ def test_torchrun_two_processes_write_one_run(tmp_path):
     # the ranks exchanged gradients (dense and sparse embedding ones): identical weights at the end
     digests = {p.name: p.read_text() for p in (tmp_path / "digests").iterdir()}
     assert set(digests) == {"rank0.txt", "rank1.txt"} and digests["rank0.txt"] == digests["rank1.txt"]
+
+
+def test_compiled_bags_and_dropout_are_the_whole_tensor_ones():
+    from textlab_agnews import kernels as K
+
+    g = torch.Generator().manual_seed(4)
+    sizes = torch.randint(0, 9, (40,), generator=g)  # empty bags too, the last one included
+    sizes[-1] = 0
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+    ids = torch.randint(1, 500, (int(offsets[-1]),), generator=g)
+    rows = torch.randperm(40, generator=g)[:30]
+    flat, starts = (torch.from_numpy(x) for x in K.take_bags(ids.numpy(), offsets.numpy(), rows.numpy()))
+    assert torch.equal(flat, torch.cat([ids[offsets[r]:offsets[r + 1]] for r in rows.tolist()]))
+    assert torch.equal(starts, sizes[rows].cumsum(0) - sizes[rows])
+    u = torch.rand(len(flat), generator=g)
+    kept, kept_starts = (torch.from_numpy(x) for x in K.drop_words(flat.numpy(), starts.numpy(), u.numpy(), 0.5))
+    first = torch.zeros(len(flat) + 1, dtype=torch.bool)
+    first[starts] = True  # each non-empty bag's first id is kept, whatever its draw
+    keep = (u >= 0.5) | first[:-1]
+    assert torch.equal(kept, flat[keep])
+    assert torch.equal(kept_starts, torch.cat([torch.zeros(1, dtype=torch.long), keep.cumsum(0)])[starts])
+    assert 0 < len(kept) < len(flat)

@@ -158,12 +158,17 @@ def bag_rows(ids, offsets, max_len: int, vocab_size: int, buckets: int, ngrams: 
     trigrams), each row's in the order `ngram_ids` lists them. -> `Bags`.
 
     The rows come flat (`ids`, `offsets` [N+1], as `data.Encoded` keeps them), so a whole split is
-    hashed by whole-tensor operations (0.3 s for AG News's 71k train rows); a training step then
-    only gathers its rows' bags. An n-gram that would cross into the next row is written to a
-    spare last slot and dropped.
+    hashed at once: in CPU memory by `kernels.hash_bags` (mix64), else by whole-tensor operations
+    (0.3 s for AG News's 71k train rows), where an n-gram that would cross into the next row is
+    written to a spare last slot and dropped; a training step then only gathers its rows' bags.
     """
     import torch
 
+    if ngram_hash == "mix64" and ids.device.type == "cpu":  # the same ids, in one compiled pass per row
+        from .kernels import hash_bags
+
+        flat, bag_offsets = hash_bags(ids.numpy(), offsets.numpy(), max_len, vocab_size, buckets, ngrams)
+        return Bags(torch.from_numpy(flat), torch.from_numpy(bag_offsets))
     full = offsets[1:] - offsets[:-1]
     lengths = full.clamp(max=max_len)
     ends = torch.cumsum(lengths, 0)
@@ -210,6 +215,11 @@ class Bags:
         """The bags of `rows` -> (ids, starts [B]): the input of `nn.EmbeddingBag`."""
         import torch
 
+        if self.ids.device.type == "cpu":  # one compiled pass
+            from .kernels import take_bags
+
+            ids, starts = take_bags(self.ids.numpy(), self.offsets.numpy(), rows.numpy())
+            return torch.from_numpy(ids), torch.from_numpy(starts)
         first = self.offsets[rows]
         sizes = self.offsets[rows + 1] - first
         starts = torch.cumsum(sizes, 0) - sizes
@@ -262,10 +272,17 @@ def ngram_bag(vocab_size: int, dim: int, buckets: int, ngrams: int, dropout: flo
 
         def _from_bags(self, ids, starts):
             if self.training and dropout > 0:
-                keep = torch.rand(ids.shape, device=ids.device) >= dropout
-                keep[starts] = True
-                starts = torch.cumsum(keep, 0)[starts] - 1  # kept ids before each bag's first
-                ids = ids[keep]
+                u = torch.rand(ids.shape, device=ids.device)
+                if ids.device.type == "cpu":  # the same, in one compiled pass
+                    from .kernels import drop_words
+
+                    ids, starts = (torch.from_numpy(x) for x in drop_words(ids.numpy(), starts.numpy(), u.numpy(),
+                                                                           dropout))
+                else:
+                    keep = u >= dropout
+                    keep[starts] = True
+                    starts = torch.cumsum(keep, 0)[starts] - 1  # kept ids before each bag's first
+                    ids = ids[keep]
             return self.bag(ids, starts)
 
     return NgramBag()

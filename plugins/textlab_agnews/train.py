@@ -221,18 +221,25 @@ def mixed_adam(net: Any, lr: float, clip: float | None = 1.0) -> Any:
 
 
 def sparse_adagrad(params: Any, lr: float) -> Any:
-    """torch's Adagrad with its update of sparse gradients in a few whole-tensor operations.
+    """torch's Adagrad with its update of sparse gradients done by a compiled loop.
 
     torch's own sparse path builds two sparse tensors a step, masks the sum back out of the dense
-    state and adds lr x step into the weights row by row (README, "Where the time goes"). Here:
-    one `index_add_` into the sums, one `index_select`, one `index_add_` of the scaled step. The
-    same update (the weights differ from torch's by float32 rounding: a few ulps after 30 steps, the
-    test compares them), the same state (`step`, `sum`): checkpoints of either load into the other. Dense
+    state and adds lr x step into the weights row by row (README, "Where the time goes"). Here, on
+    the CPU: `kernels.adagrad_rows` (the repeats of a row summed in a small scratch table, each
+    touched row updated once, the next rows prefetched). On another device: one `index_add_` into
+    the sums, one `index_select`, one `index_add_` of the scaled step. The same update (the
+    weights differ from torch's by float32 rounding: a few ulps after 30 steps, the test compares
+    them), the same state (`step`, `sum`): checkpoints of either load into the other. Dense
     gradients (the output layer) go through torch's own step.
     """
+    import numpy as np
     import torch
 
     class SparseAdagrad(torch.optim.Adagrad):
+        def __init__(self) -> None:
+            super().__init__(params, lr=lr)
+            self._scratch: dict = {}
+
         @torch.no_grad()
         def step(self, closure: Any = None) -> Any:
             held = []
@@ -253,6 +260,17 @@ def sparse_adagrad(params: Any, lr: float) -> Any:
         def _sparse_update(self, p: Any, group: dict) -> None:
             state = self.state[p]
             state["step"] += 1
+            if _kernel_applies(p):
+                from .kernels import adagrad_rows, scratch
+
+                rows, values = p.grad._indices()[0].contiguous(), p.grad._values().contiguous()
+                buf = self._scratch.setdefault(id(p), scratch(*p.shape))
+                if len(buf["order"]) < len(rows):  # grown with headroom, not every step
+                    buf["order"] = np.empty(2 * len(rows), np.int64)
+                    buf["grad"] = np.empty((2 * len(rows), p.shape[1]), np.float32)
+                adagrad_rows(p.detach().numpy(), state["sum"].numpy(), rows.numpy(), values.numpy(), buf["slot"],
+                             buf["order"], buf["grad"], float(group["lr"]), float(group["eps"]))
+                return
             grad = p.grad.coalesce()  # the update is not linear: one value per row
             rows, values = grad._indices()[0], grad._values()
             state["sum"].index_add_(0, rows, values.pow(2))
@@ -261,7 +279,14 @@ def sparse_adagrad(params: Any, lr: float) -> Any:
             # the weights can differ from torch's (which rounds lr x step inside the addition) in the last bits
             p.index_add_(0, rows, (values / std).mul_(-float(group["lr"])))
 
-    return SparseAdagrad(params, lr=lr)
+    return SparseAdagrad()
+
+
+def _kernel_applies(p: Any) -> bool:
+    """The compiled update takes 2-D float32 tables in CPU memory."""
+    import torch
+
+    return p.device.type == "cpu" and p.dtype == torch.float32 and p.dim() == 2
 
 
 def optimizer_for(net: Any, name: str, lr: float) -> Any:
