@@ -265,7 +265,7 @@ def test_vocab_counts_the_train_part_and_is_cached_for_train(cli, tmp_path):
     res = cli("train", "agnews", *TINY, "--min-count", "10", "--epochs", "1")
     assert res.code == 0, res.err
     assert "from the cache" in res.err and out["path"] in res.err.replace("\n", "")
-    ckpt = torch.load(runs_of(tmp_path / "runs")[0] / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(runs_of(tmp_path / "runs")[0] / "checkpoints" / "best.pt")
     assert ckpt["vocab"]["itos"] == voc["itos"]
 
 
@@ -400,8 +400,8 @@ def test_resume_continues_exactly(cli, tmp_path):
     res = cli("train", "--resume", split, "--steps", "48")
     assert res.code == 0, res.err
     straight = next(r for r in runs_of(tmp_path / "runs") if r.name.endswith("straight"))
-    a = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    a = textlab.load_checkpoint(split / "checkpoints" / "last.pt")
+    b = textlab.load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["train_state"]["loop"]["step"] == b["train_state"]["loop"]["step"] == 48
     for k in b["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
@@ -448,7 +448,7 @@ def test_init_embeddings_from_word2vec_text(cli, tmp_path):
     assert res.code == 0, res.err
     assert "2 of" in res.err
     (run,) = runs_of(tmp_path / "runs")
-    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(run / "checkpoints" / "best.pt")
     itos = ckpt["vocab"]["itos"]
     emb = ckpt["state_dict"]["embedding.weight"]
     assert ckpt["config"]["emb_dim"] == 4  # taken from the file
@@ -496,7 +496,7 @@ def test_prep_text_out_feeds_word2vec_whose_vectors_start_train(cli, tmp_path):
               "--init-embeddings", tmp_path / "w2v.txt", "--name", "w2v")
     assert res.code == 0, res.err
     (run,) = [r for r in runs_of(tmp_path / "runs") if r.name.endswith("-w2v")]
-    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]["emb_dim"] == 8
+    assert textlab.load_checkpoint(run / "checkpoints" / "best.pt")["config"]["emb_dim"] == 8
 
 
 def _vector_rows(path: Path) -> dict:
@@ -533,7 +533,7 @@ def test_default_pretrains_in_domain_vectors_on_the_train_part_only(cli, tmp_pat
     assert len(lines) == len(train_idx)  # the valid rows are left out: best.pt is still chosen on unseen text
     assert lines == [" ".join(D.tokenize(rows["text"][i]) or ["<unk>"]) for i in sorted(train_idx.tolist())]
     vectors = _vector_rows(run / "embeddings" / "word2vec" / "vectors.txt")
-    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(run / "checkpoints" / "best.pt")
     itos, emb = ckpt["vocab"]["itos"], ckpt["state_dict"]["embedding.weight"]
     common = [w for w in itos if w in vectors][:20]
     assert len(common) == 20
@@ -559,9 +559,9 @@ def test_pretrain_with_a_third_party_embedder_and_bad_choices(cli, toy, tmp_path
     assert json.loads((run / "run.json").read_text())["settings"]["epochs"] == 3
     res = cli("train", "--resume", run, "--steps", "1000")
     assert res.code == 0, res.err
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"] == 72
+    assert textlab.load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]["loop"]["step"] == 72
     vectors = _vector_rows(run / "embeddings" / "toyhash" / "vectors.txt")
-    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(run / "checkpoints" / "best.pt")
     i = ckpt["vocab"]["itos"].index("minister")
     assert torch.allclose(ckpt["state_dict"]["embedding.weight"][i], vectors["minister"], atol=1e-4)
     w2v = tmp_path / "v.txt"
@@ -634,7 +634,7 @@ def test_a_third_party_model_is_selectable(cli, tmp_path, install_plugin):
     assert res.code == 0, res.err
     (run,) = runs_of(tmp_path / "runs")
     assert run.name.endswith("-meanemb")
-    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(run / "checkpoints" / "best.pt")
     assert ckpt["model"] == "meanemb" and ckpt["config"]["emb_dim"] == 12
     # it trains with the rnn model's settings; options for the rnn model, or for fields its config
     # lacks, are not recorded for it and are refused when given
@@ -750,7 +750,7 @@ def test_nltk_tokenizer_is_download_free_and_keyed_in_every_cache(cli, tmp_path,
     assert "from the cache" in res.err and nltk_vocab["path"] in res.err.replace("\n", "")
     (run,) = runs_of(tmp_path / "runs")
     assert run_config(run)["tokenizer"] == "nltk"
-    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["extra"]["tokenizer"] == "nltk"
+    assert textlab.load_checkpoint(run / "checkpoints" / "best.pt")["extra"]["tokenizer"] == "nltk"
     res = cli("eval", run, "--json")  # eval reads the test split with the run's own tokenizer
     assert res.code == 0, res.err
     key = D.resolve("sample").fingerprint("test", D.CLEANING, D.SAMPLE_VERSION, "nltk")

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import textlab
+
 from conftest import plain
 from textlab_ai4code import data as D
 from textlab_ai4code.sample import load_sample
@@ -39,7 +41,7 @@ def test_each_model_trains_evaluates_and_writes_a_submission(cli, tmp_path, mode
     assert info["best"]["metric"] == "valid/kendall_tau"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"train", "valid"} <= {r["split"] for r in records}
-    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(run / "checkpoints" / "best.pt")
     assert ckpt["task"] == "ai4code" and ckpt["model"] == model and plain(ckpt)
 
     res = cli("eval", run, "--data", "sample", "--json")
@@ -110,8 +112,8 @@ def test_neural_resume_continues_exactly(cli, tmp_path):
     assert cli("train", "--resume", first, "--epochs", "2").code == 0
     assert cli("train", "ai4code", *args, "--epochs", "2", "--name", "straight").code == 0
     straight = next(p for p in (tmp_path / "runs" / "ai4code").iterdir() if p.name.endswith("straight"))
-    a = torch.load(first / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    a = textlab.load_checkpoint(first / "checkpoints" / "last.pt")
+    b = textlab.load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["train_state"]["loop"]["step"] == b["train_state"]["loop"]["step"] == 4
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
@@ -185,7 +187,7 @@ def test_bad_inputs_are_one_line(cli, tmp_path):
     # an ai4code checkpoint whose vocabulary was lost
     assert cli("train", "ai4code", "--model", "similar", "--name", "sim").code == 0
     sim = next((tmp_path / "runs" / "ai4code").glob("*-sim"))
-    ckpt = torch.load(sim / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(sim / "checkpoints" / "best.pt")
     ckpt["vocab"] = None
     torch.save(ckpt, tmp_path / "novocab.pt")
     one_line(cli("eval", tmp_path / "novocab.pt"), 1, "vocabulary")
@@ -231,7 +233,7 @@ def test_ctrl_c_during_a_fit_stops_cleanly_and_resume_fits_again(cli, tmp_path, 
     run = only_run(tmp_path / "runs")
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert not (run / "checkpoints" / "best.pt").exists()
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["extra"]["fitted"] is False
+    assert textlab.load_checkpoint(run / "checkpoints" / "last.pt")["extra"]["fitted"] is False
     res = cli("eval", run)  # nothing to evaluate yet: one line that says how to get it
     assert res.code == 1 and len(res.err_lines) == 1 and "fit was interrupted" in res.err and "--resume" in res.err
     stop_interrupting()
@@ -240,7 +242,7 @@ def test_ctrl_c_during_a_fit_stops_cleanly_and_resume_fits_again(cli, tmp_path, 
     assert "fitting it again from the start" in res.err
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["best"]["metric"] == "valid/kendall_tau"
-    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["extra"]["fitted"] is True
+    assert textlab.load_checkpoint(run / "checkpoints" / "best.pt")["extra"]["fitted"] is True
     assert cli("eval", run, "--limit", "3").code == 0
 
 
@@ -417,7 +419,7 @@ def test_learning_rate_is_now_lr_with_a_default_per_model(cli, tmp_path):
     res = cli("train", "ai4code", "--model", "ranker", "--lr", "0.3", "--limit", "30", "--trees", "10", "--threads", "1")
     assert res.code == 0, res.err
     run = only_run(tmp_path / "runs")
-    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]["lr"] == 0.3
+    assert textlab.load_checkpoint(run / "checkpoints" / "best.pt")["config"]["lr"] == 0.3
 
 
 def test_a_ranker_checkpoint_of_0_1_reads_its_learning_rate():

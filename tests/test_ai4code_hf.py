@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import textlab
+
 pytest.importorskip("transformers")
 
 from conftest import plain
@@ -89,19 +91,19 @@ def test_transformer_trains_resumes_exactly_and_evaluates_without_its_folder(cli
         interrupt_at_batch(m, 5)  # Ctrl-C in the first epoch: last.pt keeps step 5
         assert cli("train", "ai4code", *args, "--name", "split").code == 130
     split = runs_of(tmp_path)[0]
-    assert torch.load(split / "checkpoints" / "last.pt", weights_only=True)["extra"]["step"] == 5
+    assert textlab.load_checkpoint(split / "checkpoints" / "last.pt")["extra"]["step"] == 5
     res = cli("train", "--resume", split)
     assert res.code == 0, res.err
     assert cli("train", "ai4code", *args, "--name", "straight").code == 0
     straight = next(p for p in runs_of(tmp_path) if p.name.endswith("straight"))
-    a = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    a = textlab.load_checkpoint(split / "checkpoints" / "last.pt")
+    b = textlab.load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["extra"]["step"] == b["extra"]["step"] > 0
     for k in b["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k  # bit for bit
     assert any(k.startswith("encoder.") for k in b["state_dict"])  # the fine-tuned encoder itself
     # what the checkpoint holds: tensors and plain values, the tokenizer as its JSON, the config as JSON
-    best = torch.load(straight / "checkpoints" / "best.pt", weights_only=True)
+    best = textlab.load_checkpoint(straight / "checkpoints" / "best.pt")
     assert plain(best) and json.loads(best["vocab"]["tokenizer"])["model"]["type"] == "WordPiece"
     assert json.loads(best["config"]["encoder_config"])["model_type"] == "bert"
     assert best["config"]["max_len"] == 64  # the encoder's positions (fewer than 512)
@@ -188,7 +190,7 @@ def test_blend_of_ranker_and_transformer_fits_weights_and_works_as_a_run(cli, tm
     assert res.code == 0, res.err
     out = json.loads(res.out)
     blend = next(p for p in runs_of(tmp_path) if p.name.endswith("bl"))
-    ckpt = torch.load(blend / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(blend / "checkpoints" / "best.pt")
     assert plain(ckpt)
     weights = ckpt["state_dict"]["weights"]
     assert weights.sum().item() == pytest.approx(1.0) and (weights >= 0).all()
@@ -207,7 +209,7 @@ def test_blend_of_ranker_and_transformer_fits_weights_and_works_as_a_run(cli, tm
     # a member that changed, or moved: one line
     best = rk / "checkpoints" / "best.pt"
     saved = best.read_bytes()
-    data = torch.load(best, weights_only=True)
+    data = textlab.load_checkpoint(best)
     data["extra"]["note"] = "touched"
     torch.save(data, best)
     one_line(cli("eval", blend), 1, "changed since the blend was fitted")

@@ -35,6 +35,27 @@ def test_round_trip(tmp_path):
     assert not list(tmp_path.glob(".c.pt.*"))  # no temporary file left behind
 
 
+def test_the_vocabulary_is_stored_as_json_text_and_read_back_as_it_was(tmp_path):
+    vocab = {"itos": ["<pad>", "слово", "a b"], "counts": [0, 7, 2], "specials": ["<pad>"], "unk": None, "x": 0.5}
+    path = make_ckpt(tmp_path / "c.pt", vocab=vocab)
+    raw = torch.load(path, weights_only=True)  # one string in the file, not thousands of pickled objects
+    assert raw["version"] == 2 and raw["vocab_format"] == "json" and isinstance(raw["vocab"], str)
+    data = load_checkpoint(path)
+    assert data["vocab"] == vocab and "vocab_format" not in data
+    # what JSON would change is pickled as before: tuples, int keys, NaN
+    for odd in ({"itos": ("a", "b")}, {1: "a"}, ["a", 1, (2,)]):
+        assert load_checkpoint(make_ckpt(tmp_path / "odd.pt", vocab=odd))["vocab"] == odd
+        assert torch.load(tmp_path / "odd.pt", weights_only=True).get("vocab_format") is None
+    back = load_checkpoint(make_ckpt(tmp_path / "nan.pt", vocab={"x": float("nan")}))["vocab"]
+    assert back["x"] != back["x"]  # NaN, pickled
+    # a file of format version 1 (the vocabulary pickled) still loads
+    torch.save({**raw, "version": 1, "vocab": vocab, "vocab_format": None}, tmp_path / "v1.pt")
+    assert load_checkpoint(tmp_path / "v1.pt")["vocab"] == vocab
+    torch.save({**raw, "vocab": "{not json"}, tmp_path / "torn.pt")
+    with pytest.raises(CheckpointError, match="not JSON"):
+        load_checkpoint(tmp_path / "torn.pt")
+
+
 def test_checkpoints_are_written_without_crc32_and_torchs_setting_is_left_as_it_was(tmp_path):
     import zipfile
 

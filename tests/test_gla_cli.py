@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import textlab
+
 TINY = ["--data", "sample", "--d-model", "32", "--layers", "1", "--heads", "2", "--seq-len", "64",
         "--batch-size", "8", "--warmup", "5", "--lr", "3e-3", "--eval-every", "20", "--eval-chars", "4000",
         "--threads", "1"]
@@ -58,7 +60,7 @@ def test_train_learns_and_writes_a_run(trained):
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     bpc = [r["value"] for r in records if r["split"] == "valid" and r["name"] == "bpc"]
     assert len(bpc) == 3 and bpc[-1] < bpc[0] < 6.0  # evaluated every 20 steps, and it learns
-    ckpt = torch.load(trained / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(trained / "checkpoints" / "best.pt")
     assert ckpt["extra"]["seq_len"] == 64 and ckpt["extra"]["data"] == "sample"
     assert ckpt["vocab"]["itos"][0] == "⁇" and ckpt["config"]["d_model"] == 32
 
@@ -149,8 +151,8 @@ def test_resume_continues_exactly(cli, tmp_path):
     assert cli("train", "--resume", first, "--steps", "24").code == 0
     assert cli("train", "gla", *flat, "--steps", "24", "--name", "straight").code == 0
     straight = next(p for p in (tmp_path / "runs" / "gla").iterdir() if p.name.endswith("straight"))
-    a = torch.load(first / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    a = textlab.load_checkpoint(first / "checkpoints" / "last.pt")
+    b = textlab.load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["train_state"]["loop"]["step"] == b["train_state"]["loop"]["step"] == 24
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
@@ -167,7 +169,7 @@ def test_local_folder_data(cli, tmp_path):
     res = cli("train", "gla", *TINY, "--data", str(folder), "--steps", "3", "--json")
     assert res.code == 0, res.err
     run = only_run(tmp_path / "runs")
-    extra = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["extra"]
+    extra = textlab.load_checkpoint(run / "checkpoints" / "last.pt")["extra"]
     assert extra["data"] == str(folder.resolve())
     assert cli("eval", run, "--split", "test", "--max-chars", "2000").code == 0
 

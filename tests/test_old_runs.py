@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import textlab
+
 FIXTURES = Path(__file__).parent / "fixtures" / "runs-0.1.0"
 EXPECTED = json.loads((FIXTURES / "expected" / "resume.json").read_text())
 
@@ -31,7 +33,7 @@ def copy_run(name: str, tmp_path: Path) -> Path:
 
 
 def abs_sums(run: Path) -> dict:
-    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state_dict"]
+    state = textlab.load_checkpoint(run / "checkpoints" / "last.pt")["state_dict"]
     return {k: float(v.double().abs().sum()) for k, v in state.items() if torch.is_tensor(v)}
 
 
@@ -50,7 +52,7 @@ def test_a_run_of_0_1_resumes_as_0_1_resumed_it(name, cli, tmp_path, request):
     abs_tol = 1e-3 if "neural" in name else 1e-9
     for key, value in want["abs_sums"].items():
         assert math.isclose(got[key], value, rel_tol=1e-6, abs_tol=abs_tol), (key, got[key], value)
-    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    last = textlab.load_checkpoint(run / "checkpoints" / "last.pt")
     assert last["extra"].get("step") == want["step"]
     assert (run / "config.toml").exists()  # the resume recorded the run's options in today's format
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import textlab
+
 torch.set_num_threads(1)
 FAST = ["--preset", "smoke", "--batch-size", "16", "--eval-every", "10", "--valid-max", "40", "--threads", "1"]
 
@@ -143,8 +145,8 @@ def test_full_mode_baseline_fixed_recurrence_and_aux(cli, folder):
     runs = sorted(runs_of(Path("runs")), key=lambda r: r.name.rsplit("-", 1)[1])
     assert [r.name.split("-", 2)[2].rsplit("-", 1)[0] for r in runs] == [
         "recurrent-full", "baseline-single", "recurrent-single-r3", "recurrent-single", "recurrent-single"]
-    ckpt = torch.load(runs[1] / "checkpoints" / "best.pt", weights_only=True)
-    looped = torch.load(runs[0] / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = textlab.load_checkpoint(runs[1] / "checkpoints" / "best.pt")
+    looped = textlab.load_checkpoint(runs[0] / "checkpoints" / "best.pt")
     assert ckpt["model"] == "baseline" and not ckpt["extra"]["looped"]
     assert abs(ckpt["extra"]["parameters"] - looped["extra"]["parameters"]) / looped["extra"]["parameters"] < 0.01
     rec = [json.loads(x) for x in (runs[2] / "metrics.jsonl").read_text().splitlines()]
@@ -155,7 +157,7 @@ def test_full_mode_baseline_fixed_recurrence_and_aux(cli, folder):
     acc = json.loads(res.out)["accuracy"]
     assert acc["1"] == acc["8"]  # the baseline does not loop
     # the CPU defaults (add injection, token mix 3, no norm before the coda) and Huginn's, reachable by options
-    configs = [torch.load(r / "checkpoints" / "best.pt", weights_only=True)["config"] for r in (runs[0], runs[4])]
+    configs = [textlab.load_checkpoint(r / "checkpoints" / "best.pt")["config"] for r in (runs[0], runs[4])]
     assert [(c["injection"], c["token_mix"], c["coda_norm"], c["norm"]) for c in configs] == [
         ("add", 3, False, "sandwich"), ("concat", 0, True, "prenorm")]
 
@@ -166,7 +168,7 @@ def test_depth_sequence_is_reproducible(cli, folder):
     a, b = runs_of(Path("runs"))
 
     def weights(run):
-        return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state_dict"]
+        return textlab.load_checkpoint(run / "checkpoints" / "last.pt")["state_dict"]
 
     wa, wb = weights(a), weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -181,8 +183,8 @@ def test_resume_continues_exactly(cli, folder):
     assert res.code == 0, res.err
     assert cli("train", "recrnn", "--data", folder, "--steps", "40", *FAST, "--name", "straight").code == 0
     straight = next(r for r in runs_of(Path("runs")) if r.name.endswith("straight"))
-    a = torch.load(first / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    a = textlab.load_checkpoint(first / "checkpoints" / "last.pt")
+    b = textlab.load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["train_state"]["loop"]["step"] == b["train_state"]["loop"]["step"] == 40
     assert a["train_state"]["callbacks"]["curriculum"] == b["train_state"]["callbacks"]["curriculum"]
     for k in a["state_dict"]:
@@ -197,12 +199,12 @@ def test_resume_on_other_data_starts_best_over(cli, tmp_path, folder):
                "--train-max", "2", "--n-train", "400", "--n-valid", "8", "--n-test", "12", "--seed", "6").code == 0
     assert cli("train", "recrnn", "--data", folder, "--steps", "20", *FAST).code == 0
     run = runs_of(Path("runs"))[0]
-    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    best = textlab.load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["extra"]["data"] == str(folder.resolve())
     res = cli("train", "--resume", run, "--data", other, "--steps", "30")
     assert res.code == 0, res.err
     assert "the data changed" in res.err
-    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    best = textlab.load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["extra"]["data"] == str(other.resolve()) and best["extra"]["step"] == 30  # the first eval after
     same = cli("train", "--resume", run, "--steps", "40")  # the same data again: best carries on
     assert same.code == 0 and "the data changed" not in same.err, same.err
@@ -223,8 +225,8 @@ def test_init_fine_tunes_on_longer_programs_with_more_names(cli, tmp_path, folde
     assert res.code == 0, res.err
     assert "58 of 62 tokens' embeddings carried over" in res.err
     tuned = next(r for r in runs_of(Path("runs")) if r.name.endswith("long"))
-    a = torch.load(short / "checkpoints" / "best.pt", weights_only=True)
-    b = torch.load(tuned / "checkpoints" / "last.pt", weights_only=True)
+    a = textlab.load_checkpoint(short / "checkpoints" / "best.pt")
+    b = textlab.load_checkpoint(tuned / "checkpoints" / "last.pt")
     assert b["config"]["vocab_size"] == 62 and b["extra"]["aux_max_hops"] == 2
     rows = {t: i for i, t in enumerate(b["vocab"])}
     def same(x, y):
@@ -275,12 +277,12 @@ def test_ctrl_c_saves_and_resume_finishes(cli, folder):
     assert "Traceback" not in res.err and "--resume" in res.err
     run = runs_of(runs)[0]
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
-    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"]
+    step = textlab.load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]["loop"]["step"]
     assert 5 <= step < 100000
     done = cli("train", "--resume", run, "--steps", str(step + 3))
     assert done.code == 0, done.err
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["loop"]["step"] == step + 3
+    assert textlab.load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]["loop"]["step"] == step + 3
 
 
 def test_bad_input_is_one_line(cli, tmp_path, folder):

@@ -2,17 +2,20 @@
 
 Layout of the dict inside::
 
-    format: "textlab.checkpoint"   version: 1
+    format: "textlab.checkpoint"   version: 2 (1: the vocabulary pickled; still read)
     task, model: str               config: dict (the model's config dataclass as a dict)
-    vocab: anything plain (usually Vocab.to_dict())
+    vocab: anything plain (usually Vocab.to_dict()); stored as JSON text (vocab_format: "json")
+           where it is JSON exactly (str keys, lists, str, int, finite float, bool, None)
     state_dict: {name: tensor}     extra: dict (task-specific plain values and tensors)
     train_state: dict | None       (optimizer, scheduler, step, epoch, RNG...: only in last.pt)
     run_state: dict                (only in a run's last.pt: metrics_bytes, the size of metrics.jsonl then)
     textlab_version: str
 
-Files are written to a temporary name and renamed, without the CRC32 that torch.save would compute
-for every record (torch.load never checks it; computing it was half the time of writing a 270 MB
-last.pt). Loading uses
+The vocabulary goes in as one JSON string, not as millions of pickled objects: torch's safe
+unpickler reads a 2.5M-word vocabulary with its counts in 10 s, the JSON in 0.8 s
+(`load_checkpoint` hands back the same dict). Files are written to a temporary name and renamed,
+without the CRC32 that torch.save would compute for every record (torch.load never checks it;
+computing it was half the time of writing a 270 MB last.pt). Loading uses
 `torch.load(..., weights_only=True)`, which refuses to run code, and refuses any file that is
 not ours with one clear line.
 """
@@ -29,7 +32,7 @@ from typing import Any
 from .errors import CheckpointError, UsageError, first_line
 
 FORMAT = "textlab.checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: Any, state_dict: dict,
@@ -56,6 +59,10 @@ def save_checkpoint(path: str | os.PathLike, *, task: str, model: str, config: A
     }
     if run_state is not None:  # the core's own bookkeeping (Run.save_checkpoint): where metrics.jsonl stood
         payload["run_state"] = run_state
+    if vocab is not None and _json_exact(vocab):
+        import json
+
+        payload.update(vocab=json.dumps(vocab, ensure_ascii=False, allow_nan=False), vocab_format="json")
     from .data import new_temp_file, write_error
 
     tmp = None
@@ -128,8 +135,31 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     for key in ("task", "model", "state_dict"):
         if key not in data:
             raise CheckpointError(f"{path} is missing {key!r}: corrupt or not a textlab checkpoint")
+    if data.pop("vocab_format", None) == "json":
+        import json
+
+        try:
+            data["vocab"] = json.loads(data["vocab"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path} has a vocabulary that is not JSON ({first_line(exc)}): corrupt") from None
     _check_fields(path, data)
     return data
+
+
+def _json_exact(value: Any) -> bool:
+    """Whether JSON gives `value` back unchanged (no tuples, no int keys, no NaN, no tensors)."""
+    import math
+
+    kind = type(value)
+    if value is None or kind in (str, int, bool):
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:  # the long lists (words, counts) in one pass of a builtin
+        return all(type(x) is str for x in value) or all(type(x) is int for x in value) or all(map(_json_exact, value))
+    if kind is dict:
+        return all(type(k) is str and _json_exact(v) for k, v in value.items())
+    return False
 
 
 # what each field of a checkpoint must be (a file with our tag but other contents is refused in one line)
