@@ -264,7 +264,9 @@ def sparse_adagrad(params: Any, lr: float) -> Any:
                 from .kernels import adagrad_rows, scratch
 
                 rows, values = p.grad._indices()[0].contiguous(), p.grad._values().contiguous()
-                buf = self._scratch.setdefault(id(p), scratch(*p.shape))
+                buf = self._scratch.get(id(p))
+                if buf is None:
+                    buf = self._scratch[id(p)] = scratch(*p.shape)
                 if len(buf["order"]) < len(rows):  # grown with headroom, not every step
                     buf["order"] = np.empty(2 * len(rows), np.int64)
                     buf["grad"] = np.empty((2 * len(rows), p.shape[1]), np.float32)
