@@ -754,7 +754,7 @@ def test_nltk_tokenizer_is_download_free_and_keyed_in_every_cache(cli, tmp_path,
     res = cli("eval", run, "--json")  # eval reads the test split with the run's own tokenizer
     assert res.code == 0, res.err
     key = D.resolve("sample").fingerprint("test", D.CLEANING, D.SAMPLE_VERSION, "nltk")
-    assert (textlab.cache_dir("agnews", "prepared", key) / "test.pt").exists()
+    assert (textlab.cache_dir("agnews", "prepared", key) / "test-v2.pt").exists()
     assert json.loads(res.out)["rows"] == 400
 
 

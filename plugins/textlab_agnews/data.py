@@ -387,7 +387,8 @@ def prepare(source: textlab.Source, split: str, *, tokenizer: str = "builtin", q
     import torch
 
     key = source.fingerprint(split, CLEANING, SAMPLE_VERSION, tokenizer)
-    path = textlab.cache_dir("agnews", "prepared", key) / f"{split}.pt"
+    # -v2: the words as one JSON string (a textlab before it would misread them, and reads split.pt only)
+    path = textlab.cache_dir("agnews", "prepared", key) / f"{split}-v2.pt"
     if path.exists():
         try:
             return _read_prepared(path)
@@ -413,12 +414,11 @@ def prepare(source: textlab.Source, split: str, *, tokenizer: str = "builtin", q
 
 def _read_prepared(path: Path) -> Prepared:
     """A prepared split from the cache: the tensors memory-mapped, the words one JSON string (the
-    safe unpickler took 0.35 s for AG News's 54k words as a list; caches written so still load)."""
+    safe unpickler took 0.35 s for AG News's 54k words as a list of strings)."""
     import torch
 
     d = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    words = json.loads(d["words"]) if isinstance(d["words"], str) else d["words"]
-    return Prepared(d["ids"], d["offsets"], d["labels"], words=words)
+    return Prepared(d["ids"], d["offsets"], d["labels"], words=json.loads(d["words"]))
 
 
 def _tokenize_rows(source: textlab.Source, split: str, tokenizer: str, ids_fh: Any,
