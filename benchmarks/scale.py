@@ -671,6 +671,24 @@ def markdown(result: dict) -> str:
 
 
 # ============================================================================ main
+def add_runs(extra_path: Path, out: Path) -> int:
+    """Merge the task runs of `extra_path` into `out` (a run of the same size replaces the old one)."""
+    base, extra = (json.loads(p.read_text(encoding="utf-8")) for p in (out, extra_path))
+    if extra.get("threads") != base.get("threads"):
+        raise SystemExit(f"{extra_path} ran with {extra.get('threads')} threads, {out} with {base.get('threads')}")
+    for task, t in extra["tasks"].items():
+        runs = {r["copies"]: r for r in base["tasks"].get(task, {}).get("runs", [])}
+        runs.update({r["copies"]: r for r in t["runs"]})
+        merged = [runs[k] for k in sorted(runs)]
+        base["tasks"][task] = {"runs": merged, "growth": growth(merged)}
+    base.setdefault("added", []).append({k: extra.get(k) for k in ("command", "commit", "started", "minutes")})
+    out.write_text(json.dumps(base, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    plot(base, out.with_suffix(".png"))
+    show(base)
+    console.print(f"written: {out} and {out.with_suffix('.png')}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small bases (a slice of each data set), sizes 1 4 16")
@@ -695,10 +713,15 @@ def main() -> int:
                     help="--seed-size: make the data here (or use what an earlier --make-only made) and keep it")
     ap.add_argument("--make-only", action="store_true", help="--seed-size: only make the data in --data-dir")
     ap.add_argument("--markdown", type=Path, default=None, help="print the tables of this results JSON as Markdown")
+    ap.add_argument("--add", type=Path, default=None,
+                    help="merge the runs of this results JSON (a size run on its own, e.g. --tasks ai4code --sizes 64) "
+                         "into --out (default scale.json): growth and plot redone")
     a = ap.parse_args()
     if a.markdown:
         print(markdown(json.loads(a.markdown.read_text(encoding="utf-8"))))
         return 0
+    if a.add:
+        return add_runs(a.add, a.out or RESULTS / "scale.json")
     a.threads = a.threads or (2 if a.seed_size else 1)
     tmp = Path(tempfile.mkdtemp(prefix="textlab-scale-", dir=a.tmp))
     started = time.strftime("%Y-%m-%d %H:%M:%S")

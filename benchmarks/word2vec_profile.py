@@ -18,6 +18,14 @@ processes on the machine disturb the figures less than wall time would:
   shard-read         reading the same pairs back from a parquet shard
 
 Writes benchmarks/results/word2vec-profile.json and prints a table.
+
+    .venv/bin/python benchmarks/word2vec_profile.py --large-vocab 2500000
+
+instead times the default kernel with and without its prefetch hints on a synthetic corpus with
+a vocabulary of that size (Zipf-distributed words, 6M tokens, sentences of 1,000, word2vec's
+subsampling and unigram^0.75 negatives, the matrices on huge pages in both; wall time of one
+thread, two rounds): the seed's vocabulary without the hour of making its 1B-token corpus.
+Writes benchmarks/results/word2vec-prefetch.json.
 """
 
 from __future__ import annotations
@@ -45,12 +53,55 @@ def cpu() -> float:
     return time.process_time()
 
 
+def large_vocab(words: int, *, write: bool, tokens: int = 6_000_000, dim: int = 100) -> None:
+    """The default kernel with and without prefetch hints, one thread, on a synthetic Zipf corpus."""
+    import textlab
+    from textlab_word2vec import data as D
+    from textlab_word2vec import kernels as K
+
+    rng = np.random.default_rng(0)
+    p = 1.0 / np.arange(1, words + 1)
+    ids = rng.choice(words, size=tokens, p=p / p.sum()).astype(np.int32)
+    counts = np.bincount(ids, minlength=words)
+    offsets = np.arange(0, tokens + 1, 1000, dtype=np.int64)
+    keep, (threshold, alias) = D.keep_thresholds(counts, 1e-3), D.alias_table(counts ** 0.75)
+    load0, rows = os.getloadavg()[0], []
+    for rnd in range(2):
+        for prefetch in (False, True):
+            syn0, syn1 = textlab.huge_zeros((words, dim)), textlab.huge_zeros((words, dim))
+            syn0[:] = (rng.random((words, dim), dtype=np.float32) - 0.5) / dim
+            args = (keep, threshold, alias, syn0, syn1, 5, 5, 0.025, 0.0001, 1, True, 1000, prefetch)
+            K.train_window(ids, offsets, 0, 1, *args)  # compile / load
+            t0 = time.perf_counter()
+            K.train_window(ids, offsets, 0, len(offsets) - 1, *args)
+            rows.append({"round": rnd, "prefetch": prefetch, "raw_words_per_s": round(tokens / (time.perf_counter() - t0))})
+    mean = {pf: np.mean([r["raw_words_per_s"] for r in rows if r["prefetch"] == pf]) for pf in (False, True)}
+    result = {"vocab_size": words, "tokens": tokens, "dim": dim, "rows": rows, "speedup": round(mean[True] / mean[False], 2),
+              "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2)}
+    t = Table(title=f"default kernel, 1 thread, synthetic corpus: {words:,} words, {tokens:,} tokens "
+                    f"(load {result['load_start']}→{result['load_end']})")
+    for col in ("round", "prefetch", "raw words / s"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(str(r["round"]), str(r["prefetch"]), f"{r['raw_words_per_s']:,}")
+    Console().print(t)
+    Console().print(f"prefetch: {result['speedup']}x")
+    if write:
+        path = OUT.with_name("word2vec-prefetch.json")
+        path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        Console().print(f"written: {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=600)
     ap.add_argument("--tmp", type=Path, default=Path("/tmp/textlab-word2vec-bench"))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--large-vocab", type=int, default=None, metavar="WORDS",
+                    help="time prefetching on a synthetic corpus with this many words instead")
     a = ap.parse_args()
+    if a.large_vocab:
+        return large_vocab(a.large_vocab, write=not a.no_write)
     import torch
 
     torch.set_num_threads(1)
