@@ -37,7 +37,7 @@ _FROM: dict[str, tuple[str, ...]] = {
                "TaskSpec", "check_build", "config_from_dict", "config_to_dict", "make_config"),
     ".text": ("Vocab", "words"),
 }
-_SUBMODULES = ("distributed", "options")
+_SUBMODULES = ("distributed", "jit", "options")
 _WHERE = {name: module for module, names in _FROM.items() for name in names}
 
 __all__ = sorted([*_WHERE, *_SUBMODULES, "__version__"])
