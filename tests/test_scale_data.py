@@ -232,7 +232,7 @@ def _agnews_old_prepare(source, split, tokenizer, path):
         ids.extend(index.setdefault(t, len(index)) for t in toks)
         offsets.append(len(ids))
     with open(path, "wb") as fh:
-        torch.save({"words": list(index), "ids": torch.tensor(ids, dtype=torch.int32),
+        torch.save({"words": json.dumps(list(index), ensure_ascii=False), "ids": torch.tensor(ids, dtype=torch.int32),
                     "offsets": torch.tensor(offsets, dtype=torch.int64),
                     "labels": torch.tensor(rows["label"], dtype=torch.int64)}, fh)
 
@@ -268,7 +268,7 @@ def test_agnews_prepare_by_batches_writes_the_cache_of_one_list(agnews_data, tmp
         source = A.resolve(data)
         prep = A.prepare(source, split, tokenizer=tokenizer)
         key = source.fingerprint(split, A.CLEANING, A.SAMPLE_VERSION, tokenizer)
-        cached = textlab.cache_dir("agnews", "prepared", key) / f"{split}.pt"
+        cached = textlab.cache_dir("agnews", "prepared", key) / f"{split}-v2.pt"
         _agnews_old_prepare(source, split, tokenizer, tmp_path / "old.pt")
         assert cached.read_bytes() == (tmp_path / "old.pt").read_bytes()
         assert not list(cached.parent.glob("*.tmp"))
