@@ -20,6 +20,14 @@ def test_huge_zeros_are_zeros_that_numpy_and_torch_share():
     assert textlab.huge_zeros((0, 32)).shape == (0, 32)
 
 
+def test_huge_zeros_fall_back_to_plain_zeros_without_anonymous_maps(monkeypatch):
+    import mmap
+
+    monkeypatch.delattr(mmap, "MAP_ANONYMOUS")  # as on Windows
+    a = textlab.huge_zeros((4, 3))
+    assert a.shape == (4, 3) and not a.any() and a.flags.writeable
+
+
 def test_prefetch_hints_change_no_value_and_take_any_row():
     numba = pytest.importorskip("numba")
     from textlab.jit import prefetch, prefetch2, prefetch_row

@@ -23,6 +23,8 @@ def huge_zeros(shape: tuple[int, ...], dtype: Any = "float32") -> Any:
 
     dt = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
+    if not hasattr(mmap, "MAP_ANONYMOUS"):  # Windows: no anonymous maps with flags, no huge pages to ask for
+        return np.zeros(shape, dtype=dt)
     mm = mmap.mmap(-1, max(1, count * dt.itemsize), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mm, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
         try:
