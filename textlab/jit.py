@@ -19,9 +19,15 @@ levels): no fault on any address, no effect on any value. `prefetch_row(a, r)` h
 from __future__ import annotations
 
 from llvmlite import ir
+from llvmlite.binding import llvm_version_info
 from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+
+# the intrinsic's name carries its pointer type: opaque `ptr` from LLVM 17 on (this machine's llvmlite
+# 0.50 has LLVM 22), typed `i8*` before (the LLVM 14 of older llvmlite builds); only the first is tested here
+_PREFETCH = "llvm.prefetch.p0" if llvm_version_info[0] >= 17 else "llvm.prefetch.p0i8"
 
 
 def _prefetch_codegen(context, builder, signature, args):
@@ -33,7 +39,7 @@ def _prefetch_codegen(context, builder, signature, args):
                                     strides=cgutils.unpack_tuple(builder, ary.strides), layout=aryty.layout, inds=inds)
     i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                        "llvm.prefetch.p0")
+                                        _PREFETCH)
     builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])  # for writing, keep, data cache
     return context.get_dummy_value()
 
