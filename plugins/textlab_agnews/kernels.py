@@ -15,9 +15,10 @@ whole-tensor one before this kernel, sort them to sum the repeats (`coalesce`), 
 write the touched rows of the sums and of the table in three more passes over random rows of
 two 134 MB tables. Here: one pass sums the repeats into a small scratch table (a row's slot is
 found through `slot`, -1 where the row is not in this batch), a second updates each touched row
-once, with the rows two dozen steps ahead already being fetched (`textlab.jit.prefetch_row`).
-The arithmetic is torch's Adagrad (sum += g², w -= lr · g / (√sum + eps)) in float32; only the
-order in which a row's repeats are summed differs (a few ulps; the test compares with torch).
+once, with the rows `AHEAD` (16) steps ahead already being fetched (`textlab.jit.prefetch_row`).
+The arithmetic is torch's Adagrad (sum += g², w -= lr · g / (√sum + eps)) on float32 tables, the
+step itself in float64; the order in which a row's repeats are summed and the rounding differ
+(a few ulps; the test compares with torch).
 """
 
 from __future__ import annotations
