@@ -145,7 +145,16 @@ def adagrad_rows(weight, sums, rows, values, slot, order, grad, lr, eps):
     return u
 
 
-def scratch(rows: int, dim: int) -> dict:
-    """The kernel's buffers for a table of `rows` rows (grown by `adagrad_rows_of` as batches need)."""
-    return {"slot": np.full(rows, -1, dtype=np.int32), "order": np.empty(0, np.int64),
-            "grad": np.empty((0, dim), np.float32)}
+class AdagradRows:
+    """`adagrad_rows` for one table, with its scratch buffers: `slot` made once, `order` and `grad`
+    grown with headroom when a batch has more occurrences than they hold."""
+
+    def __init__(self, rows: int, dim: int) -> None:
+        self.slot = np.full(rows, -1, dtype=np.int32)
+        self.order, self.grad = np.empty(0, np.int64), np.empty((0, dim), np.float32)
+
+    def step(self, weight, sums, rows, values, lr: float, eps: float) -> int:
+        if len(self.order) < len(rows):
+            self.order = np.empty(2 * len(rows), np.int64)
+            self.grad = np.empty((2 * len(rows), self.grad.shape[1]), np.float32)
+        return adagrad_rows(weight, sums, rows, values, self.slot, self.order, self.grad, lr, eps)

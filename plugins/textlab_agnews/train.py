@@ -232,13 +232,12 @@ def sparse_adagrad(params: Any, lr: float) -> Any:
     them), the same state (`step`, `sum`): checkpoints of either load into the other. Dense
     gradients (the output layer) go through torch's own step.
     """
-    import numpy as np
     import torch
 
     class SparseAdagrad(torch.optim.Adagrad):
         def __init__(self) -> None:
             super().__init__(params, lr=lr)
-            self._scratch: dict = {}
+            self._kernels: dict = {}  # a table's compiled update with its buffers
 
         @torch.no_grad()
         def step(self, closure: Any = None) -> Any:
@@ -261,17 +260,13 @@ def sparse_adagrad(params: Any, lr: float) -> Any:
             state = self.state[p]
             state["step"] += 1
             if _kernel_applies(p):
-                from .kernels import adagrad_rows, scratch
+                from .kernels import AdagradRows
 
+                if id(p) not in self._kernels:
+                    self._kernels[id(p)] = AdagradRows(*p.shape)
                 rows, values = p.grad._indices()[0].contiguous(), p.grad._values().contiguous()
-                buf = self._scratch.get(id(p))
-                if buf is None:
-                    buf = self._scratch[id(p)] = scratch(*p.shape)
-                if len(buf["order"]) < len(rows):  # grown with headroom, not every step
-                    buf["order"] = np.empty(2 * len(rows), np.int64)
-                    buf["grad"] = np.empty((2 * len(rows), p.shape[1]), np.float32)
-                adagrad_rows(p.detach().numpy(), state["sum"].numpy(), rows.numpy(), values.numpy(), buf["slot"],
-                             buf["order"], buf["grad"], float(group["lr"]), float(group["eps"]))
+                self._kernels[id(p)].step(p.detach().numpy(), state["sum"].numpy(), rows.numpy(), values.numpy(),
+                                          float(group["lr"]), float(group["eps"]))
                 return
             grad = p.grad.coalesce()  # the update is not linear: one value per row
             rows, values = grad._indices()[0], grad._values()
