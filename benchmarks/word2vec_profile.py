@@ -26,6 +26,15 @@ a vocabulary of that size (Zipf-distributed words, 6M tokens, sentences of 1,000
 subsampling and unigram^0.75 negatives, the matrices on huge pages in both; wall time of one
 thread, two rounds): the seed's vocabulary without the hour of making its 1B-token corpus.
 Writes benchmarks/results/word2vec-prefetch.json.
+
+    .venv/bin/python benchmarks/word2vec_profile.py --vocab-sweep 0,250000,1000000,2440000 --threads 2
+
+times the default kernel on ruslit (6.06M tokens, its 71,386 words at min-count 5) with its
+negatives drawn from a vocabulary grown by that many rare words (counts drawn from the corpus's
+own words past the 5,000 most frequent, unigram^0.75 as always), the matrices grown with it; the
+largest size once more with the corpus's own negatives (the matrices alone). The same tokens, the
+same subsampling and windows, the same number of pairs: what a seed-size vocabulary costs at a
+fixed corpus size. Writes benchmarks/results/word2vec-vocab-sweep-{threads}thread.json.
 """
 
 from __future__ import annotations
@@ -92,6 +101,76 @@ def large_vocab(words: int, *, write: bool, tokens: int = 6_000_000, dim: int = 
         Console().print(f"written: {path}")
 
 
+def vocab_sweep(extras: list[int], *, write: bool, tmp: Path, threads: int = 1) -> None:
+    """The same corpus (ruslit, 6.06M tokens, its 71k words), its negatives drawn from a vocabulary
+    grown by `extras` rare words: what a larger vocabulary alone costs, at a fixed corpus size.
+    `threads` threads take the jobs in turn (Hogwild, as `textlab train` does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import textlab
+    from textlab_word2vec import data as D
+    from textlab_word2vec import kernels as K
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    corpus_file = tmp / "ruslit.txt"
+    if not corpus_file.exists():
+        with gzip.open(DATA / "ruslit.txt.gz", "rt", encoding="utf-8") as src, open(corpus_file, "w", encoding="utf-8") as dst:
+            dst.writelines(src)
+    os.environ["TEXTLAB_HOME"] = str(tmp / "profile-home")
+    os.environ["TEXTLAB_PROGRESS"] = "0"
+    c = D.open_corpus(D.resolve_vocab(str(corpus_file), min_count=5))
+    ids, offs, cuts, V, dim = np.asarray(c.ids), np.asarray(c.offsets), c.jobs(), len(c.itos), 100
+    keep = D.keep_thresholds(c.counts, 1e-3)  # the corpus's own subsampling in every variant: the same work
+    tail = c.counts[5000:]  # the counts the added words are drawn from: the corpus's own rare words
+    rng = np.random.default_rng(0)
+    load0, rows = os.getloadavg()[0], []
+    variants = []
+    for extra in extras:
+        counts = np.concatenate([c.counts, rng.choice(tail, size=extra)]) if extra else c.counts
+        variants.append((extra, "negatives", *D.alias_table(counts.astype(np.float64) ** 0.75)))
+    if extras and max(extras):  # the largest matrices with the corpus's own negatives: size alone
+        variants.append((max(extras), "rows only", c.neg_threshold, c.neg_alias))
+    for rnd in range(2):
+        for extra, kind, threshold, alias in variants:
+            words = V + extra
+            syn0, syn1 = textlab.huge_zeros((words, dim)), textlab.huge_zeros((words, dim))
+            syn0[:] = (rng.random((words, dim), dtype=np.float32) - 0.5) / dim
+            args = (keep, threshold, alias, syn0, syn1, 5, 5)
+            K.train_window(ids, offs, 0, 1, *args, 0.025, 0.025, 1, True, 8, True)  # compile / load
+
+            def job(j: int) -> None:
+                lr = 0.025 * (1 - j / (len(cuts) - 1))
+                K.train_window(ids, offs, int(cuts[j]), int(cuts[j + 1]), *args, lr, lr, D.job_seed(1, 0, j), True, 8, True)
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(job, range(len(cuts) - 1)))
+            rows.append({"round": rnd, "vocab_words": words, "added": extra, "added_words_in": kind,
+                         "matrices_mb": round(2 * words * dim * 4 / 2**20),
+                         "raw_words_per_s": round(c.raw_tokens / (time.perf_counter() - t0))})
+            del syn0, syn1
+    base = np.mean([r["raw_words_per_s"] for r in rows if r["added"] == 0]) if 0 in extras else None
+    summary = []
+    for extra, kind, *_ in variants:
+        rate = float(np.mean([r["raw_words_per_s"] for r in rows if r["added"] == extra and r["added_words_in"] == kind]))
+        summary.append({"vocab_words": V + extra, "added_words_in": kind, "raw_words_per_s": round(rate),
+                        "vs_own_vocab": round(rate / base, 2) if base else None})
+    result = {"corpus": "ruslit", "tokens": c.raw_tokens, "threads": threads, "dim": dim, "rows": rows, "summary": summary,
+              "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2)}
+    t = Table(title=f"the same {c.raw_tokens:,} tokens (ruslit), {threads} thread(s), vocabulary grown by rare words "
+                    f"(load {result['load_start']}→{result['load_end']})")
+    for col in ("vocabulary", "added words are in", "matrices MB", "raw words / s", "vs 71k words"):
+        t.add_column(col, justify="right")
+    for r in summary:
+        t.add_row(f"{r['vocab_words']:,}", r["added_words_in"], f"{2 * r['vocab_words'] * dim * 4 / 2**20:,.0f}",
+                  f"{r['raw_words_per_s']:,}", f"{r['vs_own_vocab']:.2f}x" if r["vs_own_vocab"] else "-")
+    Console().print(t)
+    if write:
+        path = OUT.with_name(f"word2vec-vocab-sweep-{threads}thread.json")
+        path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        Console().print(f"written: {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=600)
@@ -99,7 +178,12 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--large-vocab", type=int, default=None, metavar="WORDS",
                     help="time prefetching on a synthetic corpus with this many words instead")
+    ap.add_argument("--vocab-sweep", type=str, default=None, metavar="N,N,...",
+                    help="time ruslit with its negatives drawn from a vocabulary grown by these many rare words")
+    ap.add_argument("--threads", type=int, default=1, help="--vocab-sweep: threads (Hogwild)")
     a = ap.parse_args()
+    if a.vocab_sweep:
+        return vocab_sweep([int(x) for x in a.vocab_sweep.split(",")], write=not a.no_write, tmp=a.tmp, threads=a.threads)
     if a.large_vocab:
         return large_vocab(a.large_vocab, write=not a.no_write)
     import torch
