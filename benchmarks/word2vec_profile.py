@@ -31,10 +31,13 @@ Writes benchmarks/results/word2vec-prefetch.json.
 
 times the default kernel on ruslit (6.06M tokens, its 71,386 words at min-count 5) with its
 negatives drawn from a vocabulary grown by that many rare words (counts drawn from the corpus's
-own words past the 5,000 most frequent, unigram^0.75 as always), the matrices grown with it; the
-largest size once more with the corpus's own negatives (the matrices alone). The same tokens, the
-same subsampling and windows, the same number of pairs: what a seed-size vocabulary costs at a
-fixed corpus size. Writes benchmarks/results/word2vec-vocab-sweep-{threads}thread.json.
+own words past the 5,000 most frequent, unigram^0.75 as always), the matrices grown with it;
+`--seed-vocab DIR/vocab.json` adds a run with the negatives drawn from that vocabulary's counts
+(the seed-size corpus's, from `textlab vocab`); the largest matrices once more with the corpus's
+own negatives (their size alone), and with those negatives drawn through an alias table of the
+largest size (its entries past the corpus's words never chosen: the table's size alone). The same tokens, the same subsampling and windows, the same
+number of pairs: what a seed-size vocabulary costs at a fixed corpus size. Writes
+benchmarks/results/word2vec-vocab-sweep-{threads}thread.json.
 """
 
 from __future__ import annotations
@@ -101,10 +104,11 @@ def large_vocab(words: int, *, write: bool, tokens: int = 6_000_000, dim: int = 
         Console().print(f"written: {path}")
 
 
-def vocab_sweep(extras: list[int], *, write: bool, tmp: Path, threads: int = 1) -> None:
+def vocab_sweep(extras: list[int], *, write: bool, tmp: Path, threads: int = 1, seed_vocab: Path | None = None) -> None:
     """The same corpus (ruslit, 6.06M tokens, its 71k words), its negatives drawn from a vocabulary
-    grown by `extras` rare words: what a larger vocabulary alone costs, at a fixed corpus size.
-    `threads` threads take the jobs in turn (Hogwild, as `textlab train` does)."""
+    grown by `extras` rare words, or from the counts of `seed_vocab` (a vocab.json, e.g. the
+    seed-size corpus's): what a larger vocabulary alone costs, at a fixed corpus size. `threads`
+    threads take the jobs in turn (Hogwild, as `textlab train` does)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import textlab
@@ -121,50 +125,64 @@ def vocab_sweep(extras: list[int], *, write: bool, tmp: Path, threads: int = 1) 
     c = D.open_corpus(D.resolve_vocab(str(corpus_file), min_count=5))
     ids, offs, cuts, V, dim = np.asarray(c.ids), np.asarray(c.offsets), c.jobs(), len(c.itos), 100
     keep = D.keep_thresholds(c.counts, 1e-3)  # the corpus's own subsampling in every variant: the same work
-    tail = c.counts[5000:]  # the counts the added words are drawn from: the corpus's own rare words
+    tail = c.counts[5000:]  # the counts added words are drawn from: the corpus's own rare words
     rng = np.random.default_rng(0)
+    # (label, rows of the matrices, counts the negatives are drawn from: zeros are words never drawn,
+    # but entries of the alias table); ruslit's ids are the first V rows
+    variants = [(f"+{x:,} rare words" if x else "its own words", V + x,
+                 np.concatenate([c.counts, rng.choice(tail, size=x)]) if x else c.counts) for x in extras]
+    if seed_vocab is not None:
+        counts = np.asarray(textlab.Vocab.load(seed_vocab).counts, dtype=np.int64)
+        variants.append((f"the given vocabulary ({len(counts):,} words)", len(counts), counts))
+    if len(variants) > 1:  # the corpus's own negatives with the largest matrices, then also through the largest table
+        most = max(w for _, w, _ in variants)
+        variants.append(("its own words, largest matrices", most, c.counts))
+        variants.append(("its own words, largest matrices and alias table", most, np.pad(c.counts, (0, most - V))))
     load0, rows = os.getloadavg()[0], []
-    variants = []
-    for extra in extras:
-        counts = np.concatenate([c.counts, rng.choice(tail, size=extra)]) if extra else c.counts
-        variants.append((extra, "negatives", *D.alias_table(counts.astype(np.float64) ** 0.75)))
-    if extras and max(extras):  # the largest matrices with the corpus's own negatives: size alone
-        variants.append((max(extras), "rows only", c.neg_threshold, c.neg_alias))
     for rnd in range(2):
-        for extra, kind, threshold, alias in variants:
-            words = V + extra
+        for label, words, counts in variants:
+            threshold, alias = D.alias_table(counts.astype(np.float64) ** 0.75)
             syn0, syn1 = textlab.huge_zeros((words, dim)), textlab.huge_zeros((words, dim))
             syn0[:] = (rng.random((words, dim), dtype=np.float32) - 0.5) / dim
             args = (keep, threshold, alias, syn0, syn1, 5, 5)
             K.train_window(ids, offs, 0, 1, *args, 0.025, 0.025, 1, True, 8, True)  # compile / load
 
-            def job(j: int) -> None:
+            def job(j: int) -> tuple[int, int]:
                 lr = 0.025 * (1 - j / (len(cuts) - 1))
-                K.train_window(ids, offs, int(cuts[j]), int(cuts[j + 1]), *args, lr, lr, D.job_seed(1, 0, j), True, 8, True)
+                return K.train_window(ids, offs, int(cuts[j]), int(cuts[j + 1]), *args, lr, lr, D.job_seed(1, 0, j),
+                                      True, 8, True)[:2]
 
             t0 = time.perf_counter()
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(job, range(len(cuts) - 1)))
-            rows.append({"round": rnd, "vocab_words": words, "added": extra, "added_words_in": kind,
+                done = list(pool.map(job, range(len(cuts) - 1)))
+            seconds = time.perf_counter() - t0
+            w = counts.astype(np.float64) ** 0.75
+            rows.append({"round": rnd, "negatives_from": label, "rows": words, "alias_entries": len(counts),
                          "matrices_mb": round(2 * words * dim * 4 / 2**20),
-                         "raw_words_per_s": round(c.raw_tokens / (time.perf_counter() - t0))})
+                         "negatives_past_own_words": round(float(w[V:].sum() / w.sum()), 3),
+                         "raw_words_per_s": round(c.raw_tokens / seconds), "pairs_per_s": round(sum(n for _, n in done) / seconds),
+                         "kept_words": sum(k for k, _ in done), "pairs": sum(n for _, n in done)})
             del syn0, syn1
-    base = np.mean([r["raw_words_per_s"] for r in rows if r["added"] == 0]) if 0 in extras else None
     summary = []
-    for extra, kind, *_ in variants:
-        rate = float(np.mean([r["raw_words_per_s"] for r in rows if r["added"] == extra and r["added_words_in"] == kind]))
-        summary.append({"vocab_words": V + extra, "added_words_in": kind, "raw_words_per_s": round(rate),
-                        "vs_own_vocab": round(rate / base, 2) if base else None})
-    result = {"corpus": "ruslit", "tokens": c.raw_tokens, "threads": threads, "dim": dim, "rows": rows, "summary": summary,
-              "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2)}
-    t = Table(title=f"the same {c.raw_tokens:,} tokens (ruslit), {threads} thread(s), vocabulary grown by rare words "
-                    f"(load {result['load_start']}→{result['load_end']})")
-    for col in ("vocabulary", "added words are in", "matrices MB", "raw words / s", "vs 71k words"):
+    for label, *_ in variants:
+        mine = [r for r in rows if r["negatives_from"] == label]
+        summary.append({**{k: mine[0][k] for k in ("negatives_from", "rows", "alias_entries", "matrices_mb",
+                                                   "negatives_past_own_words")},
+                        **{k: round(float(np.mean([r[k] for r in mine]))) for k in ("raw_words_per_s", "pairs_per_s")}})
+    for r in summary:
+        r["vs_own_words"] = round(r["pairs_per_s"] / summary[0]["pairs_per_s"], 3) if not extras[0] else None
+    result = {"corpus": "ruslit", "tokens": c.raw_tokens, "own_words": V, "threads": threads, "dim": dim, "rows": rows,
+              "summary": summary, "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2)}
+    t = Table(title=f"the same {c.raw_tokens:,} tokens (ruslit, {V:,} words), {threads} thread(s), negatives drawn "
+                    f"from a larger vocabulary (load {result['load_start']}→{result['load_end']})")
+    for col in ("negatives from", "matrix rows", "MB", "alias entries", "negatives past ruslit's words", "raw words / s",
+                "pairs / s", "vs its own words"):
         t.add_column(col, justify="right")
     for r in summary:
-        t.add_row(f"{r['vocab_words']:,}", r["added_words_in"], f"{2 * r['vocab_words'] * dim * 4 / 2**20:,.0f}",
-                  f"{r['raw_words_per_s']:,}", f"{r['vs_own_vocab']:.2f}x" if r["vs_own_vocab"] else "-")
-    Console().print(t)
+        t.add_row(r["negatives_from"], f"{r['rows']:,}", f"{r['matrices_mb']:,}", f"{r['alias_entries']:,}",
+                  f"{100 * r['negatives_past_own_words']:.0f}%",
+                  f"{r['raw_words_per_s']:,}", f"{r['pairs_per_s']:,}", f"{r['vs_own_words']:.2f}x" if r["vs_own_words"] else "-")
+    Console(width=150).print(t)
     if write:
         path = OUT.with_name(f"word2vec-vocab-sweep-{threads}thread.json")
         path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -181,9 +199,12 @@ def main() -> None:
     ap.add_argument("--vocab-sweep", type=str, default=None, metavar="N,N,...",
                     help="time ruslit with its negatives drawn from a vocabulary grown by these many rare words")
     ap.add_argument("--threads", type=int, default=1, help="--vocab-sweep: threads (Hogwild)")
+    ap.add_argument("--seed-vocab", type=Path, default=None, metavar="VOCAB_JSON",
+                    help="--vocab-sweep: also draw the negatives from this vocabulary's counts (its vocab.json)")
     a = ap.parse_args()
     if a.vocab_sweep:
-        return vocab_sweep([int(x) for x in a.vocab_sweep.split(",")], write=not a.no_write, tmp=a.tmp, threads=a.threads)
+        return vocab_sweep([int(x) for x in a.vocab_sweep.split(",")], write=not a.no_write, tmp=a.tmp, threads=a.threads,
+                           seed_vocab=a.seed_vocab)
     if a.large_vocab:
         return large_vocab(a.large_vocab, write=not a.no_write)
     import torch
