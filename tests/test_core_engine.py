@@ -131,6 +131,19 @@ def test_precision_and_compile_train_and_resume_exactly(cli, toy, tmp_path, extr
     assert res.code == 2 and "a resume keeps the run's" in res.err
 
 
+@pytest.mark.parametrize("task", [["agnews", "--model", "bow", "--steps", "4"], ["agnews", "--model", "rnn", "--steps", "4"],
+                                  ["gla", "--steps", "4"], ["recrnn", "--steps", "4"],
+                                  ["ai4code", "--model", "neural", "--epochs", "1"]])
+def test_every_gradient_step_task_trains_under_bf16_and_records_it(cli, tmp_path, task):
+    # each plugin's own operators meet autocast here (gla's chunk form once failed under it)
+    res = cli("train", task[0], "--data", "sample", *task[1:], "--precision", "bf16", "--threads", "1", "--json")
+    assert res.code == 0, res.err
+    run = Path(json.loads(res.out)["run"])
+    assert tomllib.loads((run / "config.toml").read_text())["core"]["precision"] == "bf16"
+    weights = _weights(run)
+    assert weights and all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
 def test_precision_is_refused_for_a_task_with_its_own_loop(cli):
     res = cli("train", "word2vec", "--data", "sample", "--precision", "bf16")
     assert res.code == 2 and len(res.err_lines) == 1 and "loop of its own" in res.err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,9 +28,11 @@ def make(B=2, H=2, T=130, K=16, V=24, s=1.0, dtype=torch.float64, seed=0):
     return [x.requires_grad_() for x in (q, k, v, g)]
 
 
-def outputs_and_grads(form, xs, initial_state=None, **kw):
-    """Output, final state and gradients of a fixed random projection of both."""
-    o, S = form(*xs, initial_state=initial_state, output_final_state=True, **kw)
+def outputs_and_grads(form, xs, initial_state=None, forward_in=contextlib.nullcontext, **kw):
+    """Output, final state and gradients of a fixed random projection of both (the forward pass
+    inside the context `forward_in()`, the backward outside it)."""
+    with forward_in():
+        o, S = form(*xs, initial_state=initial_state, output_final_state=True, **kw)
     gen = torch.Generator().manual_seed(123)
     loss = (o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() \
         + (S * torch.randn(S.shape, generator=gen, dtype=S.dtype)).sum()
@@ -150,6 +154,22 @@ def test_float32_inputs_keep_float32_states_and_bfloat16_works():
     assert o16.dtype == torch.bfloat16 and S16.dtype == torch.float32
     o32, _ = gla_chunk(q, k, v, g)
     assert rel(o16.float(), o32) < 0.05
+
+
+@pytest.mark.parametrize("form", [gla_chunk, gla_parallel, gla_recurrent])
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("s", [1, 200])
+def test_autocast_leaves_the_operators_in_float32(form, low, s):
+    # `--precision bf16/fp16` runs the forward pass under autocast (the backward outside it, as the
+    # engine does): the operators compute in float32 all the same (their matmuls would otherwise
+    # come out in the low precision, and the chunk form's own backward met tensors of two dtypes:
+    # "expected scalar type Float but found BFloat16")
+    xs = make(T=70, s=s, dtype=torch.float32)
+    plain = outputs_and_grads(form, xs)
+    mixed = outputs_and_grads(form, xs, forward_in=lambda: torch.autocast("cpu", dtype=low))
+    assert mixed[0].dtype == mixed[1].dtype == torch.float32
+    for a, b in zip([mixed[0], mixed[1], *mixed[2]], [plain[0], plain[1], *plain[2]]):
+        assert torch.equal(a, b)
 
 
 # ============================================================================ fla's kernel (GPU) beside the own operator

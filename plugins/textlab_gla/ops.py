@@ -38,6 +38,7 @@ restarted at each chunk start (non-increasing), `Bl` its last row.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -48,12 +49,29 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _outside_autocast(fn):
+    """Run an operator with autocast off: each computes in float32 or wider (`_acc_dtype`) by design,
+    and under `--precision bf16/fp16` autocast would turn its matmuls back to the low precision
+    (the exponentials of cumulative gates need float32; the chunk form's hand-written backward
+    would meet tensors of two dtypes). The output keeps the inputs' dtype, as without autocast."""
+
+    @functools.wraps(fn)
+    def run(q, *args, **kwargs):
+        if torch.is_autocast_enabled(q.device.type):
+            with torch.autocast(q.device.type, enabled=False):
+                return fn(q, *args, **kwargs)
+        return fn(q, *args, **kwargs)
+
+    return run
+
+
 def safe_limit(dtype: torch.dtype) -> float:
     """Largest exponent the factorised diagonal blocks may use: ~31 in float32, ~248 in float64."""
     return 0.35 * math.log(torch.finfo(dtype).max)
 
 
 # ----------------------------------------------------------------------------- recurrent form
+@_outside_autocast
 def gla_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, state: torch.Tensor | None,
              scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One recurrent step: q, k, g `[B, H, dk]`, v `[B, H, dv]`, state `[B, H, dk, dv]` (None = zeros)."""
@@ -65,6 +83,7 @@ def gla_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
     return o.to(v.dtype), state
 
 
+@_outside_autocast
 def gla_recurrent(q, k, v, g, *, scale=None, initial_state=None, output_final_state=False):
     """The definition: a Python loop over time."""
     state = None if initial_state is None else initial_state.to(_acc_dtype(q.dtype))
@@ -79,6 +98,7 @@ def gla_recurrent(q, k, v, g, *, scale=None, initial_state=None, output_final_st
 
 
 # ----------------------------------------------------------------------------- parallel form
+@_outside_autocast
 def gla_parallel(q, k, v, g, *, scale=None, initial_state=None, output_final_state=False):
     """Closed form `o_t = Σ_{j<=t} [Σ_c q_tc k_jc exp(G_tc - G_jc)] v_j` (+ the initial state's share).
 
@@ -109,6 +129,7 @@ def gla_parallel(q, k, v, g, *, scale=None, initial_state=None, output_final_sta
 
 
 # ----------------------------------------------------------------------------- chunk form
+@_outside_autocast
 def gla_chunk(q, k, v, g, *, scale=None, initial_state=None, output_final_state=False,
               chunk_size: int = 64, sub_chunk: int = 16, path: str = "auto"):
     """Chunkwise-parallel form (see the module docstring).
