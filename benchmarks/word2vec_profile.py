@@ -35,8 +35,9 @@ own words past the 5,000 most frequent, unigram^0.75 as always), the matrices gr
 `--seed-vocab DIR/vocab.json` adds a run with the negatives drawn from that vocabulary's counts
 (the seed-size corpus's, from `textlab vocab`); the largest matrices once more with the corpus's
 own negatives (their size alone), and with those negatives drawn through an alias table of the
-largest size (its entries past the corpus's words never chosen: the table's size alone). The same tokens, the same subsampling and windows, the same
-number of pairs: what a seed-size vocabulary costs at a fixed corpus size. Writes
+largest size (its entries past the corpus's words never chosen: the table's size alone). The
+same tokens, the same subsampling and windows, the same number of pairs: what a seed-size
+vocabulary costs at a fixed corpus size. Writes
 benchmarks/results/word2vec-vocab-sweep-{threads}thread.json.
 """
 
@@ -51,6 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -65,11 +67,26 @@ def cpu() -> float:
     return time.process_time()
 
 
+def vocab_of(tmp: Path, source: str, lines: int | None = None) -> Any:
+    """The vocabulary step (min-count 5) of the first `lines` lines (None: all) of ../shared's
+    `source` (a .txt.gz), written as plain text into `tmp` once; textlab's cache in tmp too."""
+    from textlab_word2vec import data as D
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    corpus_file = tmp / (source.removesuffix(".txt.gz") + (f"-{lines}" if lines else "") + ".txt")
+    if not corpus_file.exists():
+        with gzip.open(DATA / source, "rt", encoding="utf-8") as src, open(corpus_file, "w", encoding="utf-8") as dst:
+            dst.writelines(itertools.islice(src, lines))
+    os.environ["TEXTLAB_HOME"] = str(tmp / "profile-home")
+    os.environ["TEXTLAB_PROGRESS"] = "0"
+    return D.resolve_vocab(str(corpus_file), min_count=5)
+
+
 def large_vocab(words: int, *, write: bool, tokens: int = 6_000_000, dim: int = 100) -> None:
     """The default kernel with and without prefetch hints, one thread, on a synthetic Zipf corpus."""
-    import textlab
     from textlab_word2vec import data as D
     from textlab_word2vec import kernels as K
+    from textlab_word2vec.model import init_vectors
 
     rng = np.random.default_rng(0)
     p = 1.0 / np.arange(1, words + 1)
@@ -80,8 +97,7 @@ def large_vocab(words: int, *, write: bool, tokens: int = 6_000_000, dim: int = 
     load0, rows = os.getloadavg()[0], []
     for rnd in range(2):
         for prefetch in (False, True):
-            syn0, syn1 = textlab.huge_zeros((words, dim)), textlab.huge_zeros((words, dim))
-            syn0[:] = (rng.random((words, dim), dtype=np.float32) - 0.5) / dim
+            syn0, syn1 = init_vectors(words, dim, rnd)
             args = (keep, threshold, alias, syn0, syn1, 5, 5, 0.025, 0.0001, 1, True, 1000, prefetch)
             K.train_window(ids, offsets, 0, 1, *args)  # compile / load
             t0 = time.perf_counter()
@@ -114,15 +130,9 @@ def vocab_sweep(extras: list[int], *, write: bool, tmp: Path, threads: int = 1, 
     import textlab
     from textlab_word2vec import data as D
     from textlab_word2vec import kernels as K
+    from textlab_word2vec.model import init_vectors
 
-    tmp.mkdir(parents=True, exist_ok=True)
-    corpus_file = tmp / "ruslit.txt"
-    if not corpus_file.exists():
-        with gzip.open(DATA / "ruslit.txt.gz", "rt", encoding="utf-8") as src, open(corpus_file, "w", encoding="utf-8") as dst:
-            dst.writelines(src)
-    os.environ["TEXTLAB_HOME"] = str(tmp / "profile-home")
-    os.environ["TEXTLAB_PROGRESS"] = "0"
-    c = D.open_corpus(D.resolve_vocab(str(corpus_file), min_count=5))
+    c = D.open_corpus(vocab_of(tmp, "ruslit.txt.gz"))
     ids, offs, cuts, V, dim = np.asarray(c.ids), np.asarray(c.offsets), c.jobs(), len(c.itos), 100
     keep = D.keep_thresholds(c.counts, 1e-3)  # the corpus's own subsampling in every variant: the same work
     tail = c.counts[5000:]  # the counts added words are drawn from: the corpus's own rare words
@@ -142,8 +152,7 @@ def vocab_sweep(extras: list[int], *, write: bool, tmp: Path, threads: int = 1, 
     for rnd in range(2):
         for label, words, counts in variants:
             threshold, alias = D.alias_table(counts.astype(np.float64) ** 0.75)
-            syn0, syn1 = textlab.huge_zeros((words, dim)), textlab.huge_zeros((words, dim))
-            syn0[:] = (rng.random((words, dim), dtype=np.float32) - 0.5) / dim
+            syn0, syn1 = init_vectors(words, dim, rnd)
             args = (keep, threshold, alias, syn0, syn1, 5, 5)
             K.train_window(ids, offs, 0, 1, *args, 0.025, 0.025, 1, True, 8, True)  # compile / load
 
@@ -169,8 +178,9 @@ def vocab_sweep(extras: list[int], *, write: bool, tmp: Path, threads: int = 1, 
         summary.append({**{k: mine[0][k] for k in ("negatives_from", "rows", "alias_entries", "matrices_mb",
                                                    "negatives_past_own_words")},
                         **{k: round(float(np.mean([r[k] for r in mine]))) for k in ("raw_words_per_s", "pairs_per_s")}})
+    base = next((r["pairs_per_s"] for r in summary if r["negatives_from"] == "its own words"), None)
     for r in summary:
-        r["vs_own_words"] = round(r["pairs_per_s"] / summary[0]["pairs_per_s"], 3) if not extras[0] else None
+        r["vs_own_words"] = round(r["pairs_per_s"] / base, 3) if base else None
     result = {"corpus": "ruslit", "tokens": c.raw_tokens, "own_words": V, "threads": threads, "dim": dim, "rows": rows,
               "summary": summary, "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2)}
     t = Table(title=f"the same {c.raw_tokens:,} tokens (ruslit, {V:,} words), {threads} thread(s), negatives drawn "
@@ -202,6 +212,8 @@ def main() -> None:
     ap.add_argument("--seed-vocab", type=Path, default=None, metavar="VOCAB_JSON",
                     help="--vocab-sweep: also draw the negatives from this vocabulary's counts (its vocab.json)")
     a = ap.parse_args()
+    if not a.vocab_sweep and (a.threads != 1 or a.seed_vocab):
+        ap.error("--threads and --seed-vocab apply to --vocab-sweep only")
     if a.vocab_sweep:
         return vocab_sweep([int(x) for x in a.vocab_sweep.split(",")], write=not a.no_write, tmp=a.tmp, threads=a.threads,
                            seed_vocab=a.seed_vocab)
@@ -210,18 +222,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    a.tmp.mkdir(parents=True, exist_ok=True)
-    corpus_file = a.tmp / f"text8like-{a.lines}.txt"
-    if not corpus_file.exists():
-        with gzip.open(DATA / "text8like.txt.gz", "rt") as src, open(corpus_file, "w") as dst:
-            dst.writelines(itertools.islice(src, a.lines))
-    os.environ["TEXTLAB_HOME"] = str(a.tmp / "profile-home")
-    os.environ["TEXTLAB_PROGRESS"] = "0"
     from textlab_word2vec import data as D
     from textlab_word2vec import kernels as K
     from textlab_word2vec.model import init_vectors, torch_negatives, torch_step
 
-    vocab_step = D.resolve_vocab(str(corpus_file), min_count=5)
+    vocab_step = vocab_of(a.tmp, "text8like.txt.gz", a.lines)
     c = D.open_corpus(vocab_step)
     ids, offs = np.asarray(c.ids), np.asarray(c.offsets)
     keep = D.keep_thresholds(c.counts, 1e-3)
@@ -307,7 +312,7 @@ def main() -> None:
         r["pairs_per_cpu_s"] = round(r["pairs"] / r["cpu_s"])
         r["vs_gensim"] = round(g_ns / r["ns_per_pair"], 2)
         r["cpu_s"] = round(r["cpu_s"], 3)
-    result = {"corpus": corpus_file.name, "tokens": c.tokens, "vocab_size": V, "pairs": n, "load_start": round(load0, 2),
+    result = {"corpus": f"text8like-{a.lines}.txt", "tokens": c.tokens, "vocab_size": V, "pairs": n, "load_start": round(load0, 2),
               "load_end": round(os.getloadavg()[0], 2), "rows": rows, "torch_breakdown": breakdown}
     out = Console(width=140)
     t = Table(title=f"CPU time per pair, 1 thread, {c.tokens:,} words of text8like, {n:,} pairs "

@@ -697,7 +697,7 @@ def entry() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    # The interpreter's teardown collects every object torch and its friends made (0.2-0.6 s of
+    # The interpreter's teardown collects every object torch and its friends made (0.3-0.8 s of
     # every command); frozen objects are skipped, and destructors and atexit handlers still run.
     import gc
 
