@@ -199,6 +199,17 @@ def vocab_sweep(extras: list[int], *, write: bool, tmp: Path, threads: int = 1, 
         Console().print(f"written: {path}")
 
 
+def _counts(text: str) -> list[int]:
+    """--vocab-sweep's list: whole numbers >= 0, comma-separated."""
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers >= 0")
+    return values
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=600)
@@ -206,7 +217,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--large-vocab", type=int, default=None, metavar="WORDS",
                     help="time prefetching on a synthetic corpus with this many words instead")
-    ap.add_argument("--vocab-sweep", type=str, default=None, metavar="N,N,...",
+    ap.add_argument("--vocab-sweep", type=_counts, default=None, metavar="N,N,...",
                     help="time ruslit with its negatives drawn from a vocabulary grown by these many rare words")
     ap.add_argument("--threads", type=int, default=1, help="--vocab-sweep: threads (Hogwild)")
     ap.add_argument("--seed-vocab", type=Path, default=None, metavar="VOCAB_JSON",
@@ -215,7 +226,7 @@ def main() -> None:
     if not a.vocab_sweep and (a.threads != 1 or a.seed_vocab):
         ap.error("--threads and --seed-vocab apply to --vocab-sweep only")
     if a.vocab_sweep:
-        return vocab_sweep([int(x) for x in a.vocab_sweep.split(",")], write=not a.no_write, tmp=a.tmp, threads=a.threads,
+        return vocab_sweep(a.vocab_sweep, write=not a.no_write, tmp=a.tmp, threads=a.threads,
                            seed_vocab=a.seed_vocab)
     if a.large_vocab:
         return large_vocab(a.large_vocab, write=not a.no_write)
